@@ -1,0 +1,40 @@
+# Two commands: `make demo` and `make test`. Both create the virtualenv when it is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: venv lint types test test-fast demo bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+lint: venv
+	$(BIN)/ruff check codedeploy_agent tests bench
+	$(BIN)/ruff format --check codedeploy_agent tests bench
+	$(BIN)/lint-imports
+
+types: venv
+	$(BIN)/mypy
+
+# The whole suite: lint, types, then every test (slow ones included).
+test: lint types
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Quick loop while developing: skips the slow marker.
+test-fast: venv
+	$(BIN)/pytest -m 'not slow' -x -q $(PYTEST_ARGS)
+
+demo: venv
+	$(BIN)/python examples/demo_local.py
+
+bench: venv
+	$(BIN)/python bench/local_deploy.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
