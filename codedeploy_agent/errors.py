@@ -50,11 +50,11 @@ class AgentError(Exception):
 
 
 class ConfigError(AgentError):
-    """Raised by `config.load_config` when the agent config file is missing, unreadable or invalid."""
+    """Raised by `config.load_config` when the agent config file is missing or invalid."""
 
 
 class AppSpecError(AgentError):
-    """Raised by the appspec parser; `path` is the key path of the offending value (`hooks.X[0]`)."""
+    """Raised by the appspec parser; `path` is the key path of the bad value (`hooks.X[0]`)."""
 
     def __init__(self, message: str, path: str = "") -> None:
         super().__init__(message)

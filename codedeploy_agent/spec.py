@@ -87,7 +87,71 @@ class GitHubRevision:
         return {"BUNDLE_COMMIT": self.commit_id}
 
 
-Revision = LocalRevision | S3Revision | GitHubRevision
+@dataclass(frozen=True, slots=True)
+class BitbucketRevision:
+    """A Bitbucket repository at one commit, fetched as an archive of that commit."""
+
+    workspace: str
+    repository: str
+    commit_id: str
+    bundle_type: BundleType = BundleType.TGZ
+    type: RevisionType = RevisionType.BITBUCKET
+
+    def hook_environment(self) -> dict[str, str]:
+        """BUNDLE_COMMIT, as for GitHub revisions (reference §4.4)."""
+        return {"BUNDLE_COMMIT": self.commit_id}
+
+
+@dataclass(frozen=True, slots=True)
+class CodeCommitRevision:
+    """An AWS CodeCommit repository at one commit, in `region`."""
+
+    repository: str
+    commit_id: str
+    region: str
+    type: RevisionType = RevisionType.CODECOMMIT
+
+    def hook_environment(self) -> dict[str, str]:
+        """BUNDLE_COMMIT, as for GitHub revisions (reference §4.4)."""
+        return {"BUNDLE_COMMIT": self.commit_id}
+
+
+@dataclass(frozen=True, slots=True)
+class GitRevision:
+    """Any git remote at one commit; credentials come from the host, never the job."""
+
+    url: str
+    commit_id: str
+    type: RevisionType = RevisionType.GIT
+
+    def hook_environment(self) -> dict[str, str]:
+        """BUNDLE_COMMIT, as for GitHub revisions (reference §4.4)."""
+        return {"BUNDLE_COMMIT": self.commit_id}
+
+
+@dataclass(frozen=True, slots=True)
+class UrlRevision:
+    """An archive at a plain HTTP(S) URL, verified against its SHA-256 digest."""
+
+    url: str
+    bundle_type: BundleType
+    sha256: str
+    type: RevisionType = RevisionType.URL
+
+    def hook_environment(self) -> dict[str, str]:
+        """No revision variables: CodeDeploy defines none for this kind of source."""
+        return {}
+
+
+Revision = (
+    LocalRevision
+    | S3Revision
+    | GitHubRevision
+    | BitbucketRevision
+    | CodeCommitRevision
+    | GitRevision
+    | UrlRevision
+)
 
 
 @dataclass(frozen=True, slots=True)

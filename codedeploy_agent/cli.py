@@ -1,0 +1,188 @@
+"""The `codedeploy-agent` command line: parses arguments and composes the pieces, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from codedeploy_agent import __version__
+from codedeploy_agent.config import AgentConfig, load_config
+from codedeploy_agent.errors import AgentError, ConfigError
+from codedeploy_agent.local import DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME, LocalOptions, run_local
+from codedeploy_agent.log import configure_logging
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="codedeploy-agent",
+        description="A self-hosted, CodeDeploy-compatible deployment agent.",
+    )
+    parser.add_argument("--version", action="version", version=f"codedeploy-agent {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    local = commands.add_parser(
+        "local",
+        help="run a deployment on this host without a control plane (like codedeploy-local)",
+        description=(
+            "Run a whole CodeDeploy deployment of a bundle on this host, exactly as the agent "
+            "would for a deployment from the service (the equivalent of codedeploy-local)."
+        ),
+    )
+    local.add_argument(
+        "-l",
+        "--bundle-location",
+        default=None,
+        metavar="LOCATION",
+        help="bundle path, s3://bucket/key[?versionId=..&etag=..] or a GitHub URL "
+        "(default: the current directory)",
+    )
+    local.add_argument(
+        "-t",
+        "--type",
+        default="directory",
+        metavar="TYPE",
+        help="bundle type: tgz, tar, zip or directory (default: directory)",
+    )
+    local.add_argument(
+        "-b",
+        "--file-exists-behavior",
+        default="DISALLOW",
+        metavar="BEHAVIOR",
+        help="DISALLOW, OVERWRITE or RETAIN when a destination file exists; the appspec's "
+        "file_exists_behavior wins (default: DISALLOW)",
+    )
+    local.add_argument(
+        "-g",
+        "--deployment-group",
+        default=DEFAULT_GROUP_ID,
+        metavar="GROUP_ID",
+        help=f"deployment group id: the folder under root_dir (default: {DEFAULT_GROUP_ID})",
+    )
+    local.add_argument(
+        "-d",
+        "--deployment-group-name",
+        default=DEFAULT_GROUP_NAME,
+        metavar="NAME",
+        help=f"$DEPLOYMENT_GROUP_NAME for hooks (default: {DEFAULT_GROUP_NAME})",
+    )
+    local.add_argument(
+        "-a",
+        "--application-name",
+        default=None,
+        metavar="NAME",
+        help="$APPLICATION_NAME for hooks (default: the bundle location)",
+    )
+    local.add_argument(
+        "-e",
+        "--events",
+        default=None,
+        metavar="EVENTS",
+        help="comma-separated lifecycle events to run, custom ones included; DownloadBundle "
+        "and Install are added in front when missing",
+    )
+    local.add_argument(
+        "-c",
+        "--agent-configuration-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="agent config (default: /etc/codedeploy-agent/conf/codedeployagent.yml)",
+    )
+    local.add_argument(
+        "-A",
+        "--appspec-filename",
+        default=None,
+        metavar="NAME",
+        help="appspec file name in the bundle (default: appspec.yml, then appspec.yaml)",
+    )
+
+    validate = commands.add_parser(
+        "validate",
+        help="check an appspec file or a bundle and print every problem found",
+    )
+    validate.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        default=Path(),
+        help="appspec file, bundle directory or archive (default: the current directory)",
+    )
+    validate.add_argument("-A", "--appspec-filename", default=None, metavar="NAME")
+    validate.add_argument(
+        "-t",
+        "--type",
+        default=None,
+        metavar="TYPE",
+        help="archive type when it cannot be told from the file name (tar, tgz, zip)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `codedeploy-agent` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "local":
+            return _local(args)
+        if args.command == "validate":
+            return _validate(args)
+    except AgentError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr if args.command != "local" else sys.stdout)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    raise AssertionError(f"unhandled command {args.command}")  # argparse makes this unreachable
+
+
+def _local(args: argparse.Namespace) -> int:
+    config_path: Path | None = args.agent_configuration_file
+    if config_path is not None and not config_path.is_file():
+        raise ConfigError(f"configuration file {config_path} does not exist or is not readable")
+    config, warnings = load_config(config_path)
+    _setup_logging(config, "codedeploy-local.log")
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    options = LocalOptions(
+        bundle_location=args.bundle_location or str(Path.cwd()),
+        bundle_type=args.type,
+        file_exists_behavior=args.file_exists_behavior,
+        deployment_group_id=args.deployment_group,
+        deployment_group_name=args.deployment_group_name,
+        application_name=args.application_name,
+        events=args.events,
+        appspec_filename=args.appspec_filename,
+    )
+    return asyncio.run(run_local(options, config))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from codedeploy_agent.validate import validate_path  # noqa: PLC0415 - only this command needs it
+
+    report = validate_path(args.path, appspec_filename=args.appspec_filename, bundle_type=args.type)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _setup_logging(config: AgentConfig, file_name: str) -> None:
+    log_file: Path | None = config.log_dir / file_name
+    try:
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(
+            f"WARNING: cannot create the log directory {config.log_dir} ({exc.strerror}); "
+            "logging to stderr only. Set log_dir in the agent config to a writable directory.",
+            file=sys.stderr,
+        )
+        log_file = None
+    configure_logging(
+        log_file=log_file,
+        fmt=config.log_format,
+        verbose=config.verbose,
+        program_name=config.program_name,
+        stderr=False,
+    )
