@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Protocol
 
-from codedeploy_agent.appspec.loader import load_appspec
+from codedeploy_agent.appspec.loader import find_appspec, load_appspec, load_appspec_file
 from codedeploy_agent.appspec.parser import check_hook_names
 from codedeploy_agent.archive import unpack_bundle
 from codedeploy_agent.config import AgentConfig
@@ -281,11 +281,13 @@ class _Run:
     async def install(self) -> None:
         """Install the revision's files and permissions, then record it as last successful."""
         spec, deployment = self.spec, self.deployment
-        appspec = await asyncio.to_thread(load_appspec, deployment.archive, spec.appspec_filename)
+        path = await asyncio.to_thread(find_appspec, deployment.archive, spec.appspec_filename)
+        appspec = await asyncio.to_thread(load_appspec_file, path)
         if spec.all_possible_lifecycle_events is not None:
             check_hook_names(
                 appspec,
-                appspec_filename=spec.appspec_filename,
+                # The real agent names the file it read, which may be the appspec.yaml fallback.
+                appspec_filename=path.name,
                 all_possible_events=spec.all_possible_lifecycle_events,
                 requested_events=tuple(dict.fromkeys((*DEFAULT_ORDER, *spec.lifecycle_events))),
             )

@@ -40,6 +40,7 @@ DEFAULT_GROUP_ID = "default-local-deployment-group"
 DEFAULT_GROUP_NAME = "LocalFleet"
 VALID_TYPES = ("tgz", "tar", "zip", "directory")
 _REQUIRED = (LifecycleEvent.DOWNLOAD_BUNDLE.value, LifecycleEvent.INSTALL.value)
+_TAIL_LINES = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,49 +241,53 @@ def build_spec(opts: LocalOptions, deployment_id: str | None = None) -> Deployme
 
 
 class ConsoleReporter:
-    """Prints each lifecycle event as it ends: `  ApplicationStart      Succeeded   0.12 s`."""
+    """Prints one line per lifecycle event, live: the name when it starts, the outcome when it
+    ends (`  ApplicationStart     Succeeded    0.12 s`); the lines form the summary table."""
 
-    def __init__(self, out: TextIO, total: int) -> None:
+    def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.total = total
-        self.done = 0
 
     async def event_started(self, event: str, started_at: datetime) -> None:
-        """Nothing to print until the event ends (keeps one line per event)."""
+        """Print the event's name, so a long hook shows what is running."""
+        print(f"  {event:<20} ", end="", file=self.out, flush=True)
 
     async def event_finished(self, result: EventResult) -> None:
-        """Print the event's line."""
-        self.done += 1
-        print(f"  [{self.done:>2}/{self.total}] {_event_line(result)}", file=self.out, flush=True)
+        """Complete the event's line with its status and duration, and why it failed."""
+        status = result.status.value + (" (ignored)" if result.ignored else "")
+        print(f"{status:<19} {result.duration:7.2f} s", file=self.out, flush=True)
+        note = _note(result)
+        if note:
+            print(f"      {note}", file=self.out, flush=True)
+        if result.status is EventStatus.FAILED and result.diagnostics.log:
+            # The diagnostics tail, as the CodeDeploy console shows it; the whole output is in
+            # scripts.log. Only the last lines: a full 2 KB tail would bury the summary.
+            for line in result.diagnostics.log.rstrip("\n").splitlines()[-_TAIL_LINES:]:
+                print(f"      | {line}", file=self.out)
 
 
-def _event_line(result: EventResult) -> str:
-    status = result.status.value + (" (ignored)" if result.ignored else "")
-    return f"{result.event:<20} {status:<19} {result.duration:7.2f} s"
+def _note(result: EventResult) -> str:
+    diagnostics = result.diagnostics
+    if result.status is EventStatus.FAILED:
+        return f"{diagnostics.code.service_name}: {diagnostics.message}"
+    if result.status is EventStatus.SKIPPED and not diagnostics.message.startswith("Succeeded"):
+        return diagnostics.message
+    return ""
 
 
 def print_summary(result: DeploymentResult, out: TextIO) -> None:
-    """The outcome of every event, then what failed and where the logs are."""
+    """Events that did not run, then one line counting every outcome and the total time."""
     ran = {e.event for e in result.events}
-    print("\nSummary:", file=out)
-    for event in result.events:
-        print(f"  {_event_line(event)}", file=out)
-        if event.status is EventStatus.FAILED:
-            diag = event.diagnostics
-            print(f"      {diag.code.service_name}: {diag.message}", file=out)
-        elif event.status is EventStatus.SKIPPED and diag_message(event):
-            print(f"      {diag_message(event)}", file=out)
-    for event_name in result.spec.lifecycle_events:
-        if event_name not in ran:
-            print(f"  {event_name:<20} {'Not run':<19}", file=out)
+    not_run = [e for e in result.spec.lifecycle_events if e not in ran]
+    for event in not_run:
+        print(f"  {event:<20} Not run", file=out)
+    counts = {status: sum(e.status is status for e in result.events) for status in EventStatus}
     total = sum(e.duration for e in result.events)
-    print(f"  {'Total':<20} {'':<19} {total:7.2f} s", file=out)
-
-
-def diag_message(event: EventResult) -> str:
-    """A skipped event's explanation, when it has one beyond the usual noop."""
-    message = event.diagnostics.message
-    return "" if message.startswith("Succeeded") else message
+    print(
+        f"Summary: {counts[EventStatus.SUCCEEDED]} succeeded, {counts[EventStatus.SKIPPED]} "
+        f"skipped, {counts[EventStatus.FAILED]} failed, {len(not_run)} not run "
+        f"in {total:.2f} s",
+        file=out,
+    )
 
 
 async def run_local(opts: LocalOptions, config: AgentConfig, out: TextIO = sys.stdout) -> int:
@@ -291,7 +296,7 @@ async def run_local(opts: LocalOptions, config: AgentConfig, out: TextIO = sys.s
     executor = DeploymentExecutor(config)
     folder = executor.root.deployment(spec.deployment_group_id, spec.deployment_id).path
     print(f"Starting to execute deployment from within folder {folder}", file=out, flush=True)
-    result = await executor.run(spec, ConsoleReporter(out, len(spec.lifecycle_events)))
+    result = await executor.run(spec, ConsoleReporter(out))
     print_summary(result, out)
     failure = result.failure
     if failure is not None and failure.diagnostics.code not in (

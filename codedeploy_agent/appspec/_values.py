@@ -80,7 +80,7 @@ class Issues:
             return None
 
     def check_keys(self, raw: Mapping[object, object], known: tuple[str, ...], path: str) -> None:
-        """Warn about keys CodeDeploy ignores, suggesting the known key that differs in case."""
+        """Warn about keys CodeDeploy ignores, suggesting a known key that differs only in case."""
         by_lower = {k.lower(): k for k in known}
         for key in raw:
             if isinstance(key, str) and key in known:
@@ -99,7 +99,7 @@ def load_document(text: str, *, filename: str) -> object:
     Text that starts with `{` or `[` is read as JSON first (the service accepts JSON appspecs and
     a few valid JSON texts are not valid YAML 1.1); otherwise, and when that fails, YAML with
     PyYAML's SafeLoader, which has the YAML 1.1 semantics of Ruby's `YAML.load` (`0644` is 420).
-    Every failure becomes an AppSpecError that names the line and column.
+    Every failure becomes an AppSpecError that names the line and column where they are known.
     """
     body = text.removeprefix("\ufeff")
     if not body.strip():
@@ -115,17 +115,16 @@ def load_document(text: str, *, filename: str) -> object:
     try:
         return yaml.load(body, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as err:
-        if json_error is not None:
-            raise AppSpecError(_syntax_message(filename, _json_problem(json_error))) from None
-        raise AppSpecError(_syntax_message(filename, _yaml_problem(err))) from None
+        problem = _yaml_problem(err)
     except RecursionError:
-        raise AppSpecError(_syntax_message(filename, "it is nested too deeply")) from None
+        problem = "it is nested too deeply"
     # PyYAML's constructors leak ValueError, AttributeError, OverflowError... for scalars such as
     # `2001-13-01` or `!!int x`; any failure to decode is the same user problem: invalid YAML.
     except Exception as err:  # noqa: BLE001
-        if json_error is not None:
-            raise AppSpecError(_syntax_message(filename, _json_problem(json_error))) from None
-        raise AppSpecError(_syntax_message(filename, f"{type(err).__name__}: {err}")) from None
+        problem = f"{type(err).__name__}: {err}"
+    if json_error is not None:  # the text looked like JSON: its JSON error is the useful one
+        problem = _json_problem(json_error)
+    raise AppSpecError(_syntax_message(filename, problem))
 
 
 def _syntax_message(filename: str, problem: str) -> str:

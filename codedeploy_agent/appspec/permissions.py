@@ -375,9 +375,13 @@ def parse_permission(raw: object, path: str, issues: Issues) -> Permission | Non
         else issues.attempt(parse_context, context_raw, path=f"{path}.context", issues=issues)
     )
     obj = ""
-    if obj_raw is not None:
-        obj = issues.attempt(scalar_text, obj_raw, join_key(path, "object"), "an object") or ""
-        obj = obj.strip(RUBY_WHITESPACE)
+    text = (
+        None
+        if obj_raw is None
+        else issues.attempt(scalar_text, obj_raw, f"{path}.object", "an object")
+    )
+    if text is not None:
+        obj = text.strip(RUBY_WHITESPACE)
         if not obj:
             issues.error(NO_OBJECT, join_key(path, "object"))
     if len(issues.errors) > errors_before or pattern is None or excepts is None or types is None:

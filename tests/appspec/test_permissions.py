@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from codedeploy_agent.appspec import (
+    check_appspec,
     check_file_permission,
     parse_ace,
     parse_appspec,
@@ -56,6 +57,21 @@ def test_permission_without_object(spec_text: SpecText) -> None:
 def test_blank_object_is_no_object(spec_text: SpecText) -> None:
     """An object that is blank after stripping counts as missing."""
     assert fail(spec_text("permissions:\n  - object: '  '\n")).path == "permissions[0].object"
+
+
+def test_list_object_is_one_error(spec_text: SpecText) -> None:
+    """An object given as a list is a single error saying a single value is expected."""
+    report = check_appspec(spec_text("permissions:\n  - object: [a, b]\n"), filename="appspec.yml")
+    assert [(e.path, e.message) for e in report.errors] == [
+        (
+            "permissions[0].object",
+            (
+                "The deployment failed because an object in the application specification file must "
+                'be a single value, not a list (["a", "b"]). Correct the AppSpec file, and then try '
+                "again."
+            ),
+        )
+    ]
 
 
 def test_defaults_of_an_entry(spec_text: SpecText) -> None:

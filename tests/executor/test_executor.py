@@ -1,0 +1,270 @@
+"""The lifecycle executor: event order, revision selection, reporting, and host state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+
+from codedeploy_agent.config import AgentConfig, HookSettings
+from codedeploy_agent.diagnostics import MAX_PAYLOAD_CHARS, Diagnostics
+from codedeploy_agent.errors import ErrorCode, ScriptError
+from codedeploy_agent.executor import DeploymentExecutor, EventResult, EventStatus
+from codedeploy_agent.lifecycle import DEFAULT_ORDER
+from codedeploy_agent.spec import BundleType, DeploymentSpec, LocalRevision, RevisionType
+
+GROUP = "dg-1"
+
+
+class Recorder:
+    """A ProgressReporter that records every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.results: list[EventResult] = []
+
+    async def event_started(self, event: str, started_at: datetime) -> None:
+        self.calls.append(("started", event))
+
+    async def event_finished(self, result: EventResult) -> None:
+        self.calls.append(("finished", result.event))
+        self.results.append(result)
+
+
+def bundle(base: Path, name: str, scripts: dict[str, str]) -> Path:
+    """A directory bundle whose hooks are the given `event -> shell body` scripts."""
+    root = base / name
+    (root / "scripts").mkdir(parents=True)
+    lines = ["version: 0.0", "os: linux", "hooks:"]
+    for event, body in scripts.items():
+        path = root / "scripts" / f"{event}.sh"
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(0o755)
+        lines += [f"  {event}:", f"    - location: scripts/{event}.sh", "      timeout: 30"]
+    (root / "appspec.yml").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def spec(
+    location: Path,
+    deployment_id: str,
+    events: tuple[str, ...] = DEFAULT_ORDER,
+    **kwargs: object,
+) -> DeploymentSpec:
+    return DeploymentSpec(
+        deployment_id=deployment_id,
+        deployment_group_id=GROUP,
+        deployment_group_name="web",
+        application_name="shop",
+        revision=LocalRevision(str(location), BundleType.DIRECTORY, RevisionType.LOCAL_DIRECTORY),
+        lifecycle_events=events,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def executor(tmp_path: Path) -> DeploymentExecutor:
+    config = AgentConfig(
+        root_dir=tmp_path / "root",
+        log_dir=tmp_path / "logs",
+        hooks=HookSettings(kill_grace_seconds=0.5),
+    )
+    return DeploymentExecutor(config)
+
+
+def record(event: str) -> str:
+    """A script body that appends `<event> <revision dir name>` to $PROOF."""
+    return f'echo "{event} $(basename "$(dirname "$(pwd)")")" >> "$PROOF"'
+
+
+@pytest.mark.asyncio
+async def test_reporter_sees_every_event_in_order(
+    executor: DeploymentExecutor, tmp_path: Path
+) -> None:
+    """Each event is reported started then finished, in the spec's order; noops are Skipped."""
+    src = bundle(tmp_path, "v1", {"ApplicationStart": "exit 0"})
+    recorder = Recorder()
+    result = await executor.run(spec(src, "d-1"), recorder)
+    assert result.succeeded
+    assert recorder.calls == [(kind, e) for e in DEFAULT_ORDER for kind in ("started", "finished")]
+    statuses = {r.event: r.status for r in recorder.results}
+    assert statuses["ApplicationStart"] is EventStatus.SUCCEEDED
+    assert statuses["DownloadBundle"] is EventStatus.SUCCEEDED
+    assert statuses["Install"] is EventStatus.SUCCEEDED
+    assert statuses["ApplicationStop"] is EventStatus.SKIPPED  # no previous revision
+    assert statuses["ValidateService"] is EventStatus.SKIPPED  # no scripts
+    assert all(r.ended_at >= r.started_at for r in recorder.results)
+
+
+@pytest.mark.asyncio
+async def test_hook_environment(executor: DeploymentExecutor, tmp_path: Path) -> None:
+    """Hooks get CodeDeploy's variables, the spec's extra ones, and the archive as cwd."""
+    out = tmp_path / "env.txt"
+    src = bundle(tmp_path, "v1", {"AfterInstall": f'env > "{out}"; pwd >> "{out}"'})
+    s = spec(src, "d-ENV", environment={"EXTRA_VALUE": "from-the-job"})
+    assert (await executor.run(s)).succeeded
+    lines = out.read_text().splitlines()
+    env = dict(line.split("=", 1) for line in lines[:-1] if "=" in line)
+    assert env["LIFECYCLE_EVENT"] == "AfterInstall"
+    assert env["DEPLOYMENT_ID"] == "d-ENV"
+    assert env["APPLICATION_NAME"] == "shop"
+    assert env["DEPLOYMENT_GROUP_NAME"] == "web"
+    assert env["DEPLOYMENT_GROUP_ID"] == GROUP
+    assert env["EXTRA_VALUE"] == "from-the-job"
+    assert "BUNDLE_BUCKET" not in env
+    assert lines[-1] == str(executor.root.deployment(GROUP, "d-ENV").archive)
+
+
+@pytest.mark.asyncio
+async def test_stop_hooks_come_from_the_last_successful_revision(
+    executor: DeploymentExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ApplicationStop runs the previous revision's script; BeforeInstall the new one's."""
+    proof = tmp_path / "proof"
+    monkeypatch.setenv("PROOF", str(proof))
+    events = {
+        "ApplicationStop": record("ApplicationStop"),
+        "BeforeInstall": record("BeforeInstall"),
+    }
+    v1 = bundle(tmp_path, "v1", events)
+    v2 = bundle(tmp_path, "v2", events)
+    assert (await executor.run(spec(v1, "d-1"))).succeeded
+    assert (await executor.run(spec(v2, "d-2"))).succeeded
+    assert proof.read_text().splitlines() == [
+        "BeforeInstall d-1",
+        "ApplicationStop d-1",
+        "BeforeInstall d-2",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_blue_green_rollback_revision_mapping(
+    executor: DeploymentExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BLUE_GREEN codeDeployRollback runs BlockTraffic hooks from the most recent revision
+    and AllowTraffic hooks from the last successful one (reference §1.4)."""
+    proof = tmp_path / "proof"
+    monkeypatch.setenv("PROOF", str(proof))
+    events = {e: record(e) for e in ("BeforeBlockTraffic", "BeforeAllowTraffic")}
+    v1 = bundle(tmp_path, "v1", events)
+    v2 = bundle(tmp_path, "v2", events)
+    assert (await executor.run(spec(v1, "d-1", ("DownloadBundle", "Install")))).succeeded
+    # v2 is downloaded but never installed: most recent = d-2, last successful = d-1.
+    assert (await executor.run(spec(v2, "d-2", ("DownloadBundle",)))).succeeded
+    rollback = spec(
+        v1,
+        "d-3",
+        ("BeforeBlockTraffic", "BeforeAllowTraffic"),
+        deployment_creator="codeDeployRollback",
+        deployment_type="BLUE_GREEN",
+    )
+    assert (await executor.run(rollback)).succeeded
+    # A normal deployment would take BeforeBlockTraffic from the last successful revision.
+    normal = spec(v1, "d-4", ("BeforeBlockTraffic",))
+    assert (await executor.run(normal)).succeeded
+    assert proof.read_text().splitlines() == [
+        "BeforeBlockTraffic d-2",
+        "BeforeAllowTraffic d-1",
+        "BeforeBlockTraffic d-1",
+    ]
+
+
+@pytest.mark.asyncio
+async def test_ignore_application_stop_failures(
+    executor: DeploymentExecutor, tmp_path: Path
+) -> None:
+    """A failing ApplicationStop of the previous revision fails the deployment unless ignored."""
+    broken = bundle(tmp_path, "broken", {"ApplicationStop": "echo cannot stop >&2; exit 1"})
+    fixed = bundle(tmp_path, "fixed", {"ApplicationStop": "exit 0"})
+    assert (await executor.run(spec(broken, "d-1"))).succeeded
+    failed = await executor.run(spec(fixed, "d-2"))
+    assert not failed.succeeded
+    assert failed.failure is not None
+    assert failed.failure.event == "ApplicationStop"
+    assert failed.failure.diagnostics.code is ErrorCode.SCRIPT_FAILED
+    assert "[stderr]cannot stop" in failed.failure.diagnostics.log
+    assert [e.event for e in failed.events] == [
+        "BeforeBlockTraffic",
+        "AfterBlockTraffic",
+        "ApplicationStop",
+    ]
+    ignored = await executor.run(spec(fixed, "d-3", ignore_application_stop_failures=True))
+    assert ignored.succeeded
+    stop = next(e for e in ignored.events if e.event == "ApplicationStop")
+    assert stop.status is EventStatus.FAILED
+    assert stop.ignored
+    assert len(ignored.events) == len(DEFAULT_ORDER)
+
+
+@pytest.mark.asyncio
+async def test_ongoing_deployment_marker(executor: DeploymentExecutor, tmp_path: Path) -> None:
+    """With a tracking id, `ongoing-deployment/<id>` holds it while the deployment runs."""
+    seen = tmp_path / "seen"
+    ongoing = executor.root.ongoing
+    src = bundle(tmp_path, "v1", {"AfterInstall": f'cat "{ongoing}/d-T" > "{seen}"'})
+    assert (await executor.run(spec(src, "d-T"), tracking_id="job-42")).succeeded
+    assert seen.read_text() == "job-42"
+    assert not (ongoing / "d-T").exists()
+
+
+@pytest.mark.asyncio
+async def test_cancel_kills_the_running_hook(executor: DeploymentExecutor, tmp_path: Path) -> None:
+    """Cancelling a deployment mid-hook kills the script's process tree and ends the run."""
+    pidfile = tmp_path / "pid"
+    src = bundle(tmp_path, "v1", {"ApplicationStart": f'echo $$ > "{pidfile}"; sleep 300'})
+    task = asyncio.create_task(executor.run(spec(src, "d-C")))
+    for _ in range(200):
+        if pidfile.exists() and pidfile.read_text().strip():
+            break
+        await asyncio.sleep(0.05)
+    pid = int(pidfile.read_text())
+    assert psutil.pid_exists(pid)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.2)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.mark.asyncio
+async def test_bad_appspec_fails_install_with_unknown_error(
+    executor: DeploymentExecutor, tmp_path: Path
+) -> None:
+    """An invalid appspec fails the first event that reads it (BeforeInstall, as the real agent)
+    with UnknownError and CodeDeploy's message, and nothing is recorded as installed."""
+    src = tmp_path / "bad"
+    src.mkdir()
+    (src / "appspec.yml").write_text("version: 1.0\nos: linux\n")
+    result = await executor.run(spec(src, "d-BAD"))
+    assert result.failure is not None
+    assert result.failure.event == "BeforeInstall"
+    assert result.failure.diagnostics.code is ErrorCode.UNKNOWN_ERROR
+    assert result.failure.diagnostics.message.startswith(
+        "The deployment failed because an invalid version value (1.0) was entered"
+    )
+    last = executor.root.last_successful_file(GROUP)
+    assert not last.exists()
+
+
+def test_diagnostics_json_shape() -> None:
+    """The payload keeps the real agent's key order and stays within 8,192 characters."""
+    ok = Diagnostics.succeeded()
+    assert ok.to_json() == '{"error_code":0,"script_name":"","message":"Succeeded: ","log":""}'
+    error = ScriptError(ErrorCode.SCRIPT_FAILED, "scripts/x.sh", "failed", log="é" * 20000)
+    payload = Diagnostics.from_error(error).to_json()
+    assert len(payload) <= MAX_PAYLOAD_CHARS
+    decoded = json.loads(payload)
+    assert list(decoded) == ["error_code", "script_name", "message", "log"]
+    assert decoded["error_code"] == 4
+    assert decoded["log"].endswith("é")
+    restart = json.loads(Diagnostics.failed_after_restart().to_json())
+    assert restart == {
+        "error_code": 7,
+        "script_name": "",
+        "message": "Failed: Failing in-progress lifecycle event after an agent restart.",
+        "log": "",
+    }
