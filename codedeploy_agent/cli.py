@@ -12,7 +12,9 @@ from codedeploy_agent import __version__
 from codedeploy_agent.config import AgentConfig, load_config
 from codedeploy_agent.errors import AgentError, ConfigError
 from codedeploy_agent.local import DEFAULT_GROUP_ID, DEFAULT_GROUP_NAME, LocalOptions, run_local
-from codedeploy_agent.log import configure_logging
+from codedeploy_agent.log import configure_logging, get_logger
+
+_CONFIG_HELP = "agent config (default: /etc/codedeploy-agent/conf/codedeployagent.yml)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="appspec file name in the bundle (default: appspec.yml, then appspec.yaml)",
     )
 
+    run = commands.add_parser(
+        "run",
+        help="run the agent daemon in the foreground (systemd runs it so)",
+        description=(
+            "Run the agent: connect to the MQTT broker, take deployment jobs (AWS IoT Jobs "
+            "protocol) one at a time and report every lifecycle event."
+        ),
+    )
+    run.add_argument("-c", "--config", type=Path, default=None, metavar="FILE", help=_CONFIG_HELP)
+
+    status = commands.add_parser(
+        "status", help="show whether the agent runs, its broker link, deployment and clock"
+    )
+    status.add_argument(
+        "-c", "--config", type=Path, default=None, metavar="FILE", help=_CONFIG_HELP
+    )
+
     validate = commands.add_parser(
         "validate",
         help="check an appspec file or a bundle and print every problem found",
@@ -130,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _local(args)
         if args.command == "validate":
             return _validate(args)
+        if args.command == "run":
+            return _run(args)
+        if args.command == "status":
+            return _status(args)
     except AgentError as exc:
         print(f"ERROR: {exc}", file=sys.stderr if args.command != "local" else sys.stdout)
         return 1
@@ -158,6 +181,42 @@ def _local(args: argparse.Namespace) -> int:
         appspec_filename=args.appspec_filename,
     )
     return asyncio.run(run_local(options, config))
+
+
+def _run(args: argparse.Namespace) -> int:
+    from codedeploy_agent.daemon.service import Daemon  # noqa: PLC0415 - keeps `local` light
+    from codedeploy_agent.host.pidfile import PidFile  # noqa: PLC0415
+
+    config, warnings = load_config(args.config)
+    config.log_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(
+        log_file=config.log_dir / f"{config.program_name}.log",
+        fmt=config.log_format,
+        verbose=config.verbose,
+        program_name=config.program_name,
+        stderr=True,
+    )
+    log = get_logger("codedeploy_agent.cli")
+    for warning in warnings:
+        log.warning("configuration", detail=warning)
+    with PidFile(config.pid_dir, config.program_name, config_path=args.config):
+        daemon = Daemon(config)
+        return asyncio.run(daemon.serve())
+
+
+def _status(args: argparse.Namespace) -> int:
+    from codedeploy_agent.host.pidfile import read_running_pid  # noqa: PLC0415
+    from codedeploy_agent.host.status import (  # noqa: PLC0415
+        format_status,
+        status_path,
+        try_read_status,
+    )
+
+    config, _warnings = load_config(args.config)
+    pid = read_running_pid(config.pid_dir, config.program_name)
+    snapshot, problem = try_read_status(status_path(config.state_dir, config.program_name))
+    print(format_status(snapshot, running_pid=pid, problem=problem))
+    return 0 if pid is not None else 1
 
 
 def _validate(args: argparse.Namespace) -> int:

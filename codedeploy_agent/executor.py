@@ -8,7 +8,7 @@ deployment root, the appspec, the installer and the hook runner, and reports pro
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -108,6 +108,9 @@ class ProgressReporter(Protocol):
     async def event_finished(self, result: EventResult) -> None:
         """Called after each lifecycle event, whatever its outcome."""
 
+    async def scripts_starting(self, event: str, timeout_seconds: int) -> None:
+        """Called when an event's scripts are about to run, with the sum of their timeouts."""
+
 
 class NullReporter:
     """A reporter that reports nothing."""
@@ -117,6 +120,9 @@ class NullReporter:
 
     async def event_finished(self, result: EventResult) -> None:
         """Ignore the event result."""
+
+    async def scripts_starting(self, event: str, timeout_seconds: int) -> None:
+        """Ignore the scripts' time budget."""
 
 
 class _Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -144,11 +150,16 @@ class DeploymentExecutor:
         reporter: ProgressReporter | None = None,
         *,
         tracking_id: str | None = None,
+        on_log: Callable[[Sequence[str]], None] | None = None,
+        stop_reason: Callable[[], str | None] | None = None,
     ) -> DeploymentResult:
         """Run `spec.lifecycle_events` in order, stopping at the first blocking failure.
 
         With `tracking_id` the run is recorded in `ongoing-deployment/<deployment-id>` (content
         `tracking_id`) until it ends, so that a restarted daemon can report it interrupted.
+        `on_log` receives every scripts.log entry as written, from the hook runner's thread.
+        `stop_reason` is asked before each event: when it returns a reason (the agent is
+        stopping), that event fails with it and nothing more runs.
         """
         reporter = reporter or NullReporter()
         log = _log.bind(deployment_id=spec.deployment_id, group=spec.deployment_group_id)
@@ -163,13 +174,17 @@ class DeploymentExecutor:
             self.root.deployments_log if self.config.enable_deployments_log else None,
             spec.deployment_id,
             secrets=spec.secret_values,
+            listener=on_log,
         )
-        run = _Run(self, spec, deployment, logs)
+        run = _Run(self, spec, deployment, logs, reporter)
         results: list[EventResult] = []
         try:
             log.info("deployment started", events=list(spec.lifecycle_events))
             for event in spec.lifecycle_events:
-                result = await run.event(event, reporter)
+                reason = stop_reason() if stop_reason is not None else None
+                result = await (
+                    run.stopped(event, reason, reporter) if reason else run.event(event, reporter)
+                )
                 results.append(result)
                 if result.blocking_failure:
                     break
@@ -200,7 +215,9 @@ class _Run:
         spec: DeploymentSpec,
         deployment: DeploymentDir,
         logs: DeploymentLogs,
+        reporter: ProgressReporter,
     ) -> None:
+        self.reporter = reporter
         self.config = executor.config
         self.root = executor.root
         self.spec = spec
@@ -241,6 +258,16 @@ class _Run:
             duration=round(result.duration, 3),
             **({} if status is not EventStatus.FAILED else {"message": diagnostics.message}),
         )
+        await reporter.event_finished(result)
+        return result
+
+    async def stopped(self, event: str, reason: str, reporter: ProgressReporter) -> EventResult:
+        """Report `event` as failed without running it: the agent is stopping."""
+        now = datetime.now(UTC)
+        await reporter.event_started(event, now)
+        self.log.warning("lifecycle event not started", lifecycle_event=event, reason=reason)
+        diagnostics = Diagnostics(ErrorCode.UNKNOWN_ERROR, "", reason, "")
+        result = EventResult(event, EventStatus.FAILED, now, datetime.now(UTC), diagnostics)
         await reporter.event_finished(result)
         return result
 
@@ -310,6 +337,7 @@ class _Run:
         scripts = appspec.scripts_for(event)
         if not scripts:
             raise _Skip
+        await self.reporter.scripts_starting(event, sum(script.timeout for script in scripts))
         await self.runner.run_event(
             event, scripts, archive_dir=source.archive, environment=self._environment(event)
         )

@@ -264,6 +264,9 @@ class ConsoleReporter:
             for line in result.diagnostics.log.rstrip("\n").splitlines()[-_TAIL_LINES:]:
                 print(f"      | {line}", file=self.out)
 
+    async def scripts_starting(self, event: str, timeout_seconds: int) -> None:
+        """Nothing to show: the line already names the event."""
+
 
 def _note(result: EventResult) -> str:
     diagnostics = result.diagnostics

@@ -111,6 +111,11 @@ class CodeCommitRevision:
     region: str
     type: RevisionType = RevisionType.CODECOMMIT
 
+    @property
+    def bundle_type(self) -> BundleType:
+        """A git checkout becomes a directory bundle."""
+        return BundleType.DIRECTORY
+
     def hook_environment(self) -> dict[str, str]:
         """BUNDLE_COMMIT, as for GitHub revisions (reference §4.4)."""
         return {"BUNDLE_COMMIT": self.commit_id}
@@ -123,6 +128,11 @@ class GitRevision:
     url: str
     commit_id: str
     type: RevisionType = RevisionType.GIT
+
+    @property
+    def bundle_type(self) -> BundleType:
+        """A git checkout becomes a directory bundle."""
+        return BundleType.DIRECTORY
 
     def hook_environment(self) -> dict[str, str]:
         """BUNDLE_COMMIT, as for GitHub revisions (reference §4.4)."""

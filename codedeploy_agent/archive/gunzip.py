@@ -125,14 +125,14 @@ class ThreadedGunzip(io.RawIOBase):
             # max_length bounds each block: a bomb cannot balloon memory between checks.
             block = inflater.decompress(pending, _BLOCK)
             pending = inflater.unconsumed_tail
+            if block and not self._put(block):
+                return
             if inflater.eof:
                 pending = inflater.unused_data
                 if pending:
                     if not pending.startswith(b"\x1f\x8b"):
                         return  # trailing padding after the last member: gzip ignores it too
                     inflater = zlib.decompressobj(_GZIP_WBITS)  # concatenated gzip members
-            if block and not self._put(block):
-                return
 
     def _put(self, item: bytes | BaseException) -> bool:
         while not self._stop.is_set():

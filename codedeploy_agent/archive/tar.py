@@ -100,13 +100,43 @@ def _open(stream: io.BufferedIOBase) -> tarfile.TarFile:
         # Seekable mode over the (decompressing) stream: every seek tarfile makes is forward, so
         # this reads the bundle once, like streaming mode, without its small-buffer copies.
         # Names are raw bytes on Linux: surrogateescape keeps any encoding byte-exact.
-        return tarfile.TarFile(fileobj=stream, mode="r", encoding="utf-8", errors="surrogateescape")
+        return tarfile.TarFile(
+            fileobj=stream,
+            mode="r",
+            tarinfo=_StrictTarInfo,
+            encoding="utf-8",
+            errors="surrogateescape",
+        )
     except tarfile.ReadError as exc:
         if str(exc) == "empty file":
             raise _empty() from exc
         raise corrupt(exc) from exc
     except _READ_ERRORS as exc:
         raise corrupt(exc) from exc
+
+
+#: Header errors that mean "no more members": zero blocks, or the data simply ends.
+_END_OF_ARCHIVE: Final = (tarfile.EOFHeaderError, tarfile.EmptyHeaderError)  # type: ignore[attr-defined]
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """A header parser that makes a damaged header past the first one an error.
+
+    tarfile takes a bad checksum or a cut header anywhere after the first member for the end
+    of the archive and silently returns what came before; GNU tar (so the real agent) fails.
+    A partial revision must never deploy: turn those into read errors. Zero blocks (the real
+    end) and a file that simply ends after a member are still the end, as in both tools.
+    """
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _StrictTarInfo:
+        """Parse one 512-byte header; damage raises ReadError instead of ending the archive."""
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except _END_OF_ARCHIVE:
+            raise
+        except tarfile.HeaderError as exc:  # bad checksum, invalid number, cut header
+            raise tarfile.ReadError(str(exc)) from None
 
 
 def _extract_members(tar: tarfile.TarFile, stream: io.BufferedIOBase, writer: TreeWriter) -> None:

@@ -71,9 +71,14 @@ class DiskFull(Exception):  # noqa: N818 - internal signal, turned into ArchiveE
         self.written = written
 
 
+#: Control characters shown as \\xNN in messages, so a hostile name cannot forge log lines.
+_CONTROLS: Final = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+
+
 def shown(name: str) -> str:
-    """`name` as text safe to log: undecodable bytes (kept by surrogateescape) become \\xNN."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """`name` as text safe to log: undecodable bytes and control characters become \\xNN."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.translate(_CONTROLS)
 
 
 def refusal(member: str, why: str, fix: str) -> ArchiveError:

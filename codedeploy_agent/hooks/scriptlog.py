@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final
@@ -151,7 +151,12 @@ class DeploymentLogs:
         secrets: Sequence[str] = (),
         *,
         deployments_log_max_bytes: int = DEPLOYMENTS_LOG_MAX_BYTES,
+        listener: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
+        """`listener`, when given, receives every batch of entries as written (redacted, without
+        newlines), from whichever thread wrote them: it must be thread-safe and quick (the daemon
+        hands them to its event loop for the live logs topic)."""
+        self._listener = listener
         self._scripts_path = scripts_log
         self._deployments_path = deployments_log
         self._max_bytes = deployments_log_max_bytes
@@ -205,6 +210,11 @@ class DeploymentLogs:
                     _log.warning(
                         "script log write failed", path=str(self._scripts_path), error=str(exc)
                     )
+        if self._listener is not None:
+            try:
+                self._listener(entries)
+            except Exception:  # noqa: BLE001 - live streaming is best effort, never fatal
+                _log.exception("script log listener failed")
         return entries
 
     def close(self) -> None:

@@ -34,6 +34,9 @@ class Recorder:
         self.calls.append(("finished", result.event))
         self.results.append(result)
 
+    async def scripts_starting(self, event: str, timeout_seconds: int) -> None:
+        self.calls.append(("scripts", f"{event}:{timeout_seconds}"))
+
 
 def bundle(base: Path, name: str, scripts: dict[str, str]) -> Path:
     """A directory bundle whose hooks are the given `event -> shell body` scripts."""
@@ -90,7 +93,13 @@ async def test_reporter_sees_every_event_in_order(
     recorder = Recorder()
     result = await executor.run(spec(src, "d-1"), recorder)
     assert result.succeeded
-    assert recorder.calls == [(kind, e) for e in DEFAULT_ORDER for kind in ("started", "finished")]
+    expected = []
+    for event in DEFAULT_ORDER:
+        expected.append(("started", event))
+        if event == "ApplicationStart":
+            expected.append(("scripts", "ApplicationStart:30"))
+        expected.append(("finished", event))
+    assert recorder.calls == expected
     statuses = {r.event: r.status for r in recorder.results}
     assert statuses["ApplicationStart"] is EventStatus.SUCCEEDED
     assert statuses["DownloadBundle"] is EventStatus.SUCCEEDED

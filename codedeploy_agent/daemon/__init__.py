@@ -1,0 +1,1 @@
+"""The long-running agent: deployment commands over MQTT (AWS IoT Jobs protocol)."""
