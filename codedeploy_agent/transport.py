@@ -42,20 +42,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import math
 import random
+import re
 import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import aiomqtt
 import paho.mqtt.client as paho
-from aiomqtt.exceptions import MqttConnectError
+from aiomqtt.exceptions import MqttCodeError, MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -248,6 +250,12 @@ class MqttSession:
         self._down.set()
         self._running = False
         self._last_error: TransportError | None = None
+        if not self.endpoint.tls and not self.endpoint.is_loopback:
+            log.warning(
+                "The MQTT connection is not encrypted: commands and credentials cross the "
+                "network in clear text. Use an mqtts:// endpoint (and mqtt.ca_file).",
+                endpoint=str(self.endpoint),
+            )
 
     @property
     def connected(self) -> bool:
@@ -291,12 +299,6 @@ class MqttSession:
         self._running = True
         try:
             await self.prepare()
-            if not self.endpoint.tls and not self.endpoint.is_loopback:
-                log.warning(
-                    "MQTT connection is not encrypted: commands and credentials cross the "
-                    "network in clear text. Use an mqtts:// endpoint (and mqtt.ca_file).",
-                    endpoint=str(self.endpoint),
-                )
             inbox: asyncio.Queue[Message] = asyncio.Queue()
             consumer = asyncio.create_task(self._consume(inbox, handler))
             try:
@@ -361,46 +363,69 @@ class MqttSession:
 
     async def _connect_once(self, inbox: asyncio.Queue[Message]) -> TransportError:
         """One connection, from CONNECT until it is lost; returns why it ended."""
-        client = self._new_client()
+        attempt = _Attempt(self._new_client)
+        client = attempt.client
+        entering = asyncio.ensure_future(client.__aenter__())
         try:
-            await client.__aenter__()
-        except aiomqtt.MqttError as exc:
-            _discard(client)
-            return self._connect_failure(exc)
-        except asyncio.CancelledError:
-            _discard(client)
-            raise
-        self._backoff.connected()
-        try:
-            return await self._serve(client, inbox)
+            await asyncio.wait((entering, attempt.closed), return_when=asyncio.FIRST_COMPLETED)
+            if not entering.done():
+                # The socket closed before CONNACK (a TLS alert after the handshake, a broker
+                # that hung up): aiomqtt would wait for its timeout. A refusing CONNACK closes
+                # the socket in the same callback, so give it a moment to be the answer.
+                await asyncio.wait((entering,), timeout=0.2)
         finally:
-            self._client = None
-            self._up.clear()
-            self._down.set()
+            if not entering.done():
+                entering.cancel()
+                with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                    await entering
+                attempt.discard()
+        if entering.cancelled():
+            return self._closed_early(attempt.paho_error)
+        try:
+            entering.result()
+        except aiomqtt.MqttError as exc:
+            attempt.discard()
+            return self._connect_failure(exc, attempt.paho_error)
+        self._backoff.connected()
+        # Publishers must learn of a lost connection at once, not when the iterator notices.
+        attempt.closed.add_done_callback(lambda _: self._mark_down(client))
+        try:
+            return await self._serve(attempt, inbox)
+        finally:
+            self._mark_down(client)
             self._backoff.disconnected()
+            if attempt.closed.done():
+                # Messages paho acknowledged before the loss are still ours to handle; reading
+                # to the end also collects aiomqtt's disconnection error ("never retrieved").
+                with contextlib.suppress(aiomqtt.MqttError):
+                    async for received in client.messages:
+                        inbox.put_nowait(_message(received))
             # Graceful DISCONNECT (no will) on cancellation; a no-op when the link is dead.
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.__aexit__(None, None, None)
 
-    async def _serve(self, client: aiomqtt.Client, inbox: asyncio.Queue[Message]) -> TransportError:
-        self._client = client
-        self._down.clear()
-        self._up.set()
-        self._last_error = None
-        log.info(
-            "Connected to the MQTT broker",
-            endpoint=str(self.endpoint),
-            client_id=self.client_id,
-            protocol=self.settings.protocol,
-        )
+    async def _serve(self, attempt: _Attempt, inbox: asyncio.Queue[Message]) -> TransportError:
+        client = attempt.client
+        lost = f"Lost the connection to the MQTT broker {self.endpoint}"
         try:
             if self.subscriptions:
-                granted = await client.subscribe(
-                    [(topic, 1) for topic in self.subscriptions], timeout=self._connect_timeout
+                subscribing = asyncio.ensure_future(
+                    client.subscribe(
+                        [(topic, 1) for topic in self.subscriptions], timeout=self._connect_timeout
+                    )
                 )
+                # aiomqtt's pending calls do not notice a lost connection; we do.
+                await asyncio.wait(
+                    (subscribing, attempt.closed), return_when=asyncio.FIRST_COMPLETED
+                )
+                if not subscribing.done():
+                    subscribing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                        await subscribing
+                    return TransportError(f"{lost}: {attempt.loss_reason()}")
                 refused = [
                     f"{topic} ({code})"
-                    for topic, code in zip(self.subscriptions, granted, strict=False)
+                    for topic, code in zip(self.subscriptions, subscribing.result(), strict=False)
                     if isinstance(code, ReasonCode) and code.is_failure
                 ]
                 if refused:
@@ -410,28 +435,38 @@ class MqttSession:
                         "client to subscribe to its topics in the broker's ACL (or IoT policy).",
                         refused=True,
                     )
+            self._client = client
+            self._down.clear()
+            self._up.set()
+            self._last_error = None
+            log.info(
+                "Connected to the MQTT broker",
+                endpoint=str(self.endpoint),
+                client_id=self.client_id,
+                protocol=self.settings.protocol,
+            )
             if self._on_connect is not None:
                 try:
                     await self._on_connect()
                 except TransportError as exc:
-                    return TransportError(str(exc))
+                    if attempt.closed.done():
+                        return TransportError(f"{lost}: {attempt.loss_reason()}")
+                    return TransportError(f"Reconnecting because on_connect failed: {exc}")
                 except Exception:
                     log.exception("on_connect failed; reconnecting", endpoint=str(self.endpoint))
                     return TransportError("on_connect failed (see the traceback above)")
             async for received in client.messages:
-                inbox.put_nowait(
-                    Message(
-                        topic=received.topic.value,
-                        payload=received.payload,
-                        retain=bool(received.retain),
-                    )
-                )
+                inbox.put_nowait(_message(received))
         except aiomqtt.MqttError as exc:
-            return TransportError(
-                f"Lost the connection to the MQTT broker {self.endpoint}: {_reason(exc)}"
-            )
+            return TransportError(f"{lost}: {attempt.loss_reason(exc)}")
         # The iterator only ends by raising; a broker closing the stream lands here too.
-        return TransportError(f"The MQTT broker {self.endpoint} closed the connection")
+        return TransportError(f"{lost}: {attempt.loss_reason()}")
+
+    def _mark_down(self, client: aiomqtt.Client) -> None:
+        if self._client is client:
+            self._client = None
+            self._up.clear()
+            self._down.set()
 
     @staticmethod
     async def _consume(
@@ -444,7 +479,7 @@ class MqttSession:
             except Exception:
                 log.exception("MQTT message handler failed", topic=message.topic)
 
-    def _new_client(self) -> aiomqtt.Client:
+    def _new_client(self, logger: logging.Logger) -> aiomqtt.Client:
         settings = self.settings
         credentials = self._credentials
         assert credentials is not None, "prepare() runs first"  # noqa: S101 - internal invariant
@@ -465,18 +500,20 @@ class MqttSession:
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             # paho rejects clean_session for MQTT 5; clean_start is the MQTT 5 spelling.
             clean_session=None if v5 else False,
-            clean_start=False,
+            # paho refuses any clean_start but its default for 3.1.1 (where it means nothing).
+            clean_start=False if v5 else paho.MQTT_CLEAN_START_FIRST_ONLY,
             properties=properties,
             keepalive=settings.keepalive_seconds,
             will=will,
             tls_context=credentials.tls_context,
             socket_options=_SOCKET_OPTIONS,
             timeout=self._connect_timeout,
+            logger=logger,
         )
 
     # -- errors --------------------------------------------------------------------------------
 
-    def _connect_failure(self, exc: aiomqtt.MqttError) -> TransportError:
+    def _connect_failure(self, exc: aiomqtt.MqttError, paho_error: str | None) -> TransportError:
         where = f"the MQTT broker {self.endpoint}"
         if isinstance(exc, MqttConnectError):
             return TransportError(self._refusal_text(exc.rc), refused=True)
@@ -491,22 +528,36 @@ class MqttSession:
             )
         if isinstance(cause, ssl.SSLError):
             return TransportError(
-                f"The TLS handshake with {where} failed: {cause.reason or cause}. If the broker "
-                "requires client certificates, set mqtt.cert_file and mqtt.key_file to a "
-                "certificate signed by a CA the broker trusts.",
+                f"The TLS handshake with {where} failed: {_ssl_text(cause)}. {_CLIENT_CERT_HINT}",
                 refused=True,
             )
+        if str(exc) == "Operation timed out":  # its context is a TimeoutError, an OSError
+            text = (
+                f"The MQTT broker {self.endpoint} did not answer the connection within "
+                f"{self._connect_timeout:g} s" + (f" ({paho_error})" if paho_error else "") + "."
+            )
+            if self.settings.protocol == "5":
+                # amqtt misreads an MQTT 5 CONNECT as 3.1.1 and waits for bytes never sent.
+                text += (
+                    " If the broker only speaks MQTT 3.1.1 (the embedded broker does), set "
+                    "mqtt.protocol to '3.1.1'."
+                )
+            return TransportError(text)
         if isinstance(cause, OSError):
             return TransportError(
                 f"Cannot connect to {where}: {cause.strerror or cause}. Check that the broker "
                 "is running and that mqtt.endpoint is right."
             )
-        if str(exc) == "Operation timed out":
-            return TransportError(
-                f"{where[0].upper()}{where[1:]} did not accept the connection within "
-                f"{self._connect_timeout:g} s"
-            )
         return TransportError(f"Cannot connect to {where}: {_reason(exc)}")
+
+    def _closed_early(self, paho_error: str | None) -> TransportError:
+        text = f"The MQTT broker {self.endpoint} closed the connection before accepting it"
+        if paho_error:
+            text += f" ({paho_error})"
+        if self.endpoint.tls:
+            # Brokers check client certificates after the TLS 1.3 handshake and hang up.
+            return TransportError(f"{text}. {_CLIENT_CERT_HINT}", refused=True)
+        return TransportError(text)
 
     def _refusal_text(self, rc: int | ReasonCode | None) -> str:
         code = rc.value if isinstance(rc, ReasonCode) else rc
@@ -520,8 +571,16 @@ class MqttSession:
             0x85: "The broker does not accept this client id (the thing name); check its rules.",
             0x86: f"Check mqtt.username ({self.settings.username}) and the password in "
             f"mqtt.password_file ({password}) against the broker's users.",
-            0x87: "The broker does not authorise this client: allow its user name, "
-            "certificate or client id in the broker's ACL (or IoT policy).",
+            # Mosquitto 2 answers a wrong password with this code too.
+            0x87: "The broker does not authorise this client: "
+            + (
+                f"check mqtt.username ({self.settings.username}) and the password in "
+                f"mqtt.password_file ({password}), and "
+                if self.settings.username
+                else ""
+            )
+            + "allow its user name, certificate or client id in the broker's ACL (or IoT "
+            "policy).",
             0x8A: "The broker has banned this client.",
             0x8C: "The broker wants another authentication method.",
         }.get(code or 0, "")
@@ -537,6 +596,89 @@ class MqttSession:
         if self.endpoint.tls:
             context = _tls_context(settings.ca_file, settings.cert_file, settings.key_file)
         return _Credentials(tls_context=context, password=password)
+
+
+_CLIENT_CERT_HINT: Final = (
+    "If the broker requires client certificates, set mqtt.cert_file and mqtt.key_file to a "
+    "certificate signed by a CA the broker trusts."
+)
+
+
+class _Attempt:
+    """One aiomqtt client and what paho tells us about its connection attempt.
+
+    `closed` resolves when paho closes the socket (before CONNACK, aiomqtt ignores that);
+    `paho_error` is paho's last error line (such as a TLS alert), which aiomqtt only logs.
+    """
+
+    def __init__(self, make_client: Callable[[logging.Logger], aiomqtt.Client]) -> None:
+        loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.paho_error: str | None = None
+        # Not getLogger(): that registry would keep one logger per attempt forever.
+        logger = logging.Logger(f"{__name__}.paho")  # noqa: LOG001
+        logger.setLevel(logging.WARNING)
+        logger.addHandler(_PahoLogHandler(self))
+        self.client = make_client(logger)
+        # aiomqtt has no public hook for "the socket closed before CONNACK"; wrap paho's.
+        paho_client = self.client._client
+        aiomqtt_on_disconnect = paho_client.on_disconnect
+
+        def on_disconnect(*args: Any) -> None:
+            if aiomqtt_on_disconnect is not None:
+                aiomqtt_on_disconnect(*args)
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(self._set_closed)
+
+        paho_client.on_disconnect = on_disconnect
+
+    def _set_closed(self) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def loss_reason(self, exc: aiomqtt.MqttError | None = None) -> str:
+        """Why the established connection ended, as well as paho and aiomqtt can tell."""
+        if self.paho_error:  # "[Errno 104] Connection reset by peer", a TLS alert...
+            return self.paho_error
+        cause = exc.__cause__ if exc is not None else None
+        if isinstance(cause, MqttCodeError) and isinstance(cause.rc, ReasonCode):
+            # An MQTT 5 DISCONNECT from the broker says why ("Session taken over", ...);
+            # paho reports a plain socket close as "Unspecified error".
+            if cause.rc.value != 0x80:
+                return f"the broker disconnected us: {cause.rc}"
+        elif isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        return "the connection was closed"
+
+    def discard(self) -> None:
+        """Close what a failed CONNECT left open.
+
+        aiomqtt leaves the socket (and its reader callback) of an attempt that timed out or was
+        abandoned; over days of retries that would leak one descriptor per attempt.
+        """
+        with contextlib.suppress(Exception):
+            self.client._client._sock_close()
+
+
+class _PahoLogHandler(logging.Handler):
+    """Keeps paho's error lines for our messages; passes aiomqtt's warnings on to our log."""
+
+    def __init__(self, attempt: _Attempt) -> None:
+        super().__init__(logging.WARNING)
+        self._attempt = attempt
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            # "failed to receive on socket: [SSL: X] x (_ssl.c:2580)" -> "[SSL: X] x"
+            text = text.removeprefix("failed to receive on socket: ")
+            self._attempt.paho_error = re.sub(r" \(_ssl\.c:\d+\)$", "", text)
+        else:
+            log.warning(text, source="aiomqtt")
+
+
+def _message(received: aiomqtt.Message) -> Message:
+    return Message(topic=received.topic.value, payload=received.payload, retain=received.retain)
 
 
 def _read_password(path: Path) -> str:
@@ -558,6 +700,7 @@ def _tls_context(
     try:
         # Certificate and host name verification on, TLS 1.2 or later (Python's defaults).
         context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        context.sslsocket_class = _ClosingSSLSocket
     except (OSError, ssl.SSLError) as exc:
         raise TransportError(
             f"Cannot load the CA file {ca_file} (mqtt.ca_file): {_file_reason(exc)}. It must be "
@@ -576,10 +719,30 @@ def _tls_context(
     return context
 
 
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """An SSLSocket that closes itself when its handshake fails.
+
+    paho does the handshake in `connect()` and drops the socket without closing it when the
+    handshake fails (a wrong CA): one leaked descriptor per retry until the GC finds it.
+    """
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
 def _file_reason(exc: OSError | ssl.SSLError) -> str:
     if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
+        return _ssl_text(exc)
     return exc.strerror or str(exc)
+
+
+def _ssl_text(exc: ssl.SSLError) -> str:
+    """`[SSL: X] x (_ssl.c:1006)` without the C source location, which helps nobody."""
+    return re.sub(r" \(_ssl\.c:\d+\)$", "", str(exc))
 
 
 def _reason(exc: aiomqtt.MqttError) -> str:
@@ -596,14 +759,3 @@ def _describe_publish_failure(exc: aiomqtt.MqttError, timeout: float) -> str:
     if str(exc) == "Operation timed out":
         return f"no acknowledgement (PUBACK) within {timeout:g} s"
     return _reason(exc)
-
-
-def _discard(client: aiomqtt.Client) -> None:
-    """Close what a failed CONNECT left open.
-
-    aiomqtt leaves the socket (and its reader callback) of a connection attempt that timed out
-    waiting for CONNACK; over days of retries that would leak one descriptor per attempt.
-    """
-    paho_client = client._client  # aiomqtt has no public way to close it
-    with contextlib.suppress(Exception):
-        paho_client._sock_close()

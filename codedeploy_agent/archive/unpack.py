@@ -53,7 +53,15 @@ def unpack_bundle(
             extract_zip(bundle, writer)
         else:
             extract_tar(bundle, writer)
-        strip_top_folder(archive_dir, temp_dir)
+        stripped = strip_top_folder(archive_dir, temp_dir)
+    _log.debug(
+        "bundle_unpacked",
+        bundle=str(bundle),
+        bundle_type=str(bundle_type),
+        members=writer.members,
+        bytes=writer.written,
+        top_folder_stripped=stripped,
+    )
 
 
 def strip_top_folder(archive_dir: Path, temp_dir: Path) -> bool:

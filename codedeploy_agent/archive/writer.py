@@ -140,6 +140,11 @@ class TreeWriter:
         """Bytes of file data written so far."""
         return self._written
 
+    @property
+    def members(self) -> int:
+        """Entries seen so far (files, folders, links)."""
+        return self._members
+
     # -- entries -------------------------------------------------------------------------------
 
     def directory(self, member: str, mode: int | None, mtime: float | None) -> None:
