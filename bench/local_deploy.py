@@ -27,6 +27,7 @@ from pathlib import Path
 from codedeploy_agent.config import AgentConfig, HookSettings
 from codedeploy_agent.executor import DeploymentExecutor
 from codedeploy_agent.lifecycle import DEFAULT_ORDER
+from codedeploy_agent.log import configure_logging
 from codedeploy_agent.spec import BundleType, DeploymentSpec, LocalRevision, RevisionType
 
 HOOKS = (
@@ -166,6 +167,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--deployments", type=int, default=20)
     args = parser.parse_args()
+    # The agent logs every event; the benchmark keeps that in a file, as the daemon would.
+    log_file = Path(tempfile.gettempdir()) / "codedeploy-bench-agent.log"
+    configure_logging(log_file=log_file, fmt="text", verbose=False, stderr=False)
     ours, peer = bench_bundle(args.files, args.megabytes, args.rounds)
     hook, raw = bench_hooks(args.deployments)
     print(

@@ -3,9 +3,12 @@
 `MqttSession.run(handler)` keeps one connection to the broker named by `mqtt.endpoint` alive
 until it is cancelled: connect, subscribe (QoS 1) to the session's topics, call `on_connect`,
 then hand every incoming message to `handler`, one at a time in arrival order. When the
-connection is lost it logs why, waits (`Backoff`: capped exponential backoff with full jitter)
-and connects again, as an outer loop around `async with aiomqtt.Client(...)`. `publish()` is
-for anyone else (the handler included) while the session runs.
+connection is lost it logs why, waits (`Backoff`: capped exponential backoff with full jitter,
+0.5 s doubling up to 30 s, reset by a connection that lasted 10 s) and connects again: an outer
+loop around one aiomqtt.Client per connection. The client is entered and exited by hand rather
+than with `async with`, because aiomqtt does not notice a socket that closes before CONNACK or
+during SUBSCRIBE (it waits for its timeout); paho's disconnect callback tells us at once.
+`publish()` is for anyone else (the handler and `on_connect` included) while connected.
 
 What the broker must keep for an offline agent is kept: the client id is stable (the thing
 name) and the session is persistent (MQTT 5: clean start off and a Session Expiry Interval of
@@ -259,7 +262,7 @@ class MqttSession:
 
     @property
     def connected(self) -> bool:
-        """Whether a connection is up (CONNACK received, not yet lost)."""
+        """Whether the session is connected and subscribed, so that `publish()` can work."""
         return self._up.is_set()
 
     @property
@@ -292,7 +295,8 @@ class MqttSession:
         Raises TransportError only for configuration errors found before the first attempt.
         Exceptions from `handler` are logged and the next message is handled; an exception from
         `on_connect` is logged and ends that connection (the next one calls it again).
-        `handler` should return quickly: long work belongs in a task of its own.
+        `handler` should return quickly: long work belongs in a task of its own. Cancelling
+        `run()` disconnects cleanly (no last will) and cancels a handler call in progress.
         """
         if self._running:
             raise RuntimeError("MqttSession.run() is already running")
@@ -565,20 +569,18 @@ class MqttSession:
             f"The MQTT broker {self.endpoint} refused the connection of client id "
             f"'{self.client_id}': {rc} (CONNACK {code})."
         )
-        password = self.settings.password_file
+        credentials = f"mqtt.username ({self.settings.username})"
+        if self.settings.password_file is not None:
+            credentials += (
+                f" and the password in mqtt.password_file ({self.settings.password_file})"
+            )
         hint = {
             0x84: "The broker does not speak this MQTT version: set mqtt.protocol to '3.1.1'.",
             0x85: "The broker does not accept this client id (the thing name); check its rules.",
-            0x86: f"Check mqtt.username ({self.settings.username}) and the password in "
-            f"mqtt.password_file ({password}) against the broker's users.",
+            0x86: f"Check {credentials} against the broker's users.",
             # Mosquitto 2 answers a wrong password with this code too.
             0x87: "The broker does not authorise this client: "
-            + (
-                f"check mqtt.username ({self.settings.username}) and the password in "
-                f"mqtt.password_file ({password}), and "
-                if self.settings.username
-                else ""
-            )
+            + (f"check {credentials}, and " if self.settings.username else "")
             + "allow its user name, certificate or client id in the broker's ACL (or IoT "
             "policy).",
             0x8A: "The broker has banned this client.",
@@ -672,7 +674,7 @@ class _PahoLogHandler(logging.Handler):
         if record.levelno >= logging.ERROR:
             # "failed to receive on socket: [SSL: X] x (_ssl.c:2580)" -> "[SSL: X] x"
             text = text.removeprefix("failed to receive on socket: ")
-            self._attempt.paho_error = re.sub(r" \(_ssl\.c:\d+\)$", "", text)
+            self._attempt.paho_error = _without_ssl_location(text)
         else:
             log.warning(text, source="aiomqtt")
 
@@ -690,8 +692,8 @@ def _read_password(path: Path) -> str:
             f"Cannot read the MQTT password file {path} (mqtt.password_file): {reason}. "
             "Put the broker password in it (UTF-8), readable by the agent only (chmod 600)."
         ) from None
-    # Editors add one trailing newline; anything else is part of the password.
-    return text.removesuffix("\n").removesuffix("\r")
+    # Editors add one trailing newline (\n, or \r\n); anything else is part of the password.
+    return text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
 
 
 def _tls_context(
@@ -741,8 +743,12 @@ def _file_reason(exc: OSError | ssl.SSLError) -> str:
 
 
 def _ssl_text(exc: ssl.SSLError) -> str:
+    return _without_ssl_location(str(exc))
+
+
+def _without_ssl_location(text: str) -> str:
     """`[SSL: X] x (_ssl.c:1006)` without the C source location, which helps nobody."""
-    return re.sub(r" \(_ssl\.c:\d+\)$", "", str(exc))
+    return re.sub(r" \(_ssl\.c:\d+\)$", "", text)
 
 
 def _reason(exc: aiomqtt.MqttError) -> str:

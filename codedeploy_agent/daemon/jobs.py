@@ -117,6 +117,10 @@ class JobsClient:
         self.current_job: str | None = None
         self._pending: dict[str, tuple[asyncio.Future[tuple[TopicKind, bytes]], float]] = {}
         self._versions: dict[str, int] = {}
+        #: Jobs the service ended (cancelled, removed, timed out): nothing more is sent for them.
+        self._ended: set[str] = set()
+        #: Jobs being checked after a notification: their updates wait for the verdict.
+        self._verifying: dict[str, asyncio.Event] = {}
         self._wake_sender = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -163,8 +167,10 @@ class JobsClient:
         if job is None:
             return
         in_progress = {s.job_id for s in notify.jobs.get(JobStatus.IN_PROGRESS, [])}
-        if job not in in_progress:
-            # Our execution left the IN_PROGRESS list: read it to learn why (PROTOCOL.md).
+        if job not in in_progress and job not in self._verifying:
+            # Our execution left the IN_PROGRESS list: read it to learn why (PROTOCOL.md), and
+            # hold its updates until we know, so that none is sent after a cancel was read.
+            self._verifying[job] = asyncio.Event()
             asyncio.get_running_loop().create_task(self._verify_stopped(job))
 
     async def _verify_stopped(self, job_id: str) -> None:
@@ -173,8 +179,11 @@ class JobsClient:
         except (RequestFailedError, RequestRejectedError) as exc:
             _log.warning("could not read the job execution", job_id=job_id, reason=str(exc))
             return
+        finally:
+            self._verifying.pop(job_id).set()
         status = execution.status if execution else JobStatus.REMOVED
         if status.stops_execution:
+            self._ended.add(job_id)
             self.on_job_stopped(job_id, status)
 
     # --- requests ---------------------------------------------------------------------------
@@ -243,8 +252,8 @@ class JobsClient:
             step_timeout_in_minutes=step_timeout_minutes,
             include_job_execution_state=True,
         )
-        self._idle.clear()
         await asyncio.to_thread(self.outbox.add, job_id, request)
+        self._idle.clear()  # after the add: a sender that just found the outbox empty set it
         self._wake_sender.set()
 
     def connection_up(self) -> None:
@@ -272,19 +281,32 @@ class JobsClient:
             await self._wake_sender.wait()
             self._wake_sender.clear()
             while self.publisher.connected:
-                pending = await asyncio.to_thread(self.outbox.pending)
-                if not pending:
+                first = await asyncio.to_thread(self.outbox.first)
+                if first is None:
                     self._idle.set()
                     break
-                if not await self._deliver(pending[0]):
+                if not await self._deliver(first):
                     break  # connection trouble: wait for the next wake-up
 
     async def _deliver(self, update: PendingUpdate) -> bool:
-        """Send one update until it is settled; False when the connection failed."""
+        """Send one update until it is settled; False when the connection failed.
+
+        The first send fixes its `expectedVersion` and writes it back to the outbox, so that a
+        resend (after a reconnect or a restart) is the very same request under the same
+        `clientToken`; a retry with another version is a new request with a new token.
+        """
+        version = self._versions.get(update.job_id)
+        if update.request.expected_version is None and version is not None:
+            request = msgspec.structs.replace(update.request, expected_version=version)
+            update = await asyncio.to_thread(self.outbox.replace, update, request)
         for _ in range(_MAX_VERSION_RETRIES):
-            request = msgspec.structs.replace(
-                update.request, expected_version=self._versions.get(update.job_id)
-            )
+            verifying = self._verifying.get(update.job_id)
+            if verifying is not None:
+                await verifying.wait()
+            if update.job_id in self._ended:
+                await asyncio.to_thread(self.outbox.remove, update)
+                return True
+            request = update.request
             try:
                 kind, payload = await self._request(
                     self.topics.update(update.job_id), request.client_token, encode(request)
@@ -300,6 +322,12 @@ class JobsClient:
             if not await self._settle_rejection(update, request, error):
                 await asyncio.to_thread(self.outbox.remove, update)
                 return True
+            retry = msgspec.structs.replace(
+                request,
+                client_token=new_client_token(),
+                expected_version=self._versions.get(update.job_id),
+            )
+            update = await asyncio.to_thread(self.outbox.replace, update, retry)
         _log.error("update given up after repeated version mismatches", job_id=update.job_id)
         await asyncio.to_thread(self.outbox.remove, update)
         return True
@@ -361,6 +389,7 @@ class JobsClient:
 
     def _terminal(self, job_id: str, status: JobStatus, request: UpdateRequest) -> None:
         if status.stops_execution:
+            self._ended.add(job_id)
             self.on_job_stopped(job_id, status)
         elif status is not request.status:
             _log.warning(

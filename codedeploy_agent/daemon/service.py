@@ -126,6 +126,7 @@ class Daemon:
     async def serve(self) -> int:
         """Run until stopped by a signal (or `request_stop`); returns the exit status."""
         self._loop = asyncio.get_running_loop()
+        await self.session.prepare()  # unreadable certificates fail the start, not later
         enable_subreaper()
         await asyncio.to_thread(self.ledger.load)
         recovered = await self.worker.recover()
@@ -199,7 +200,9 @@ class Daemon:
                 "lifecycle event. Deploy again once the agent is back."
             )
             forced = asyncio.create_task(self._force.wait())
-            done, _ = await asyncio.wait({job, forced}, timeout=deadline)
+            done, _ = await asyncio.wait(
+                {job, forced}, timeout=deadline, return_when=asyncio.FIRST_COMPLETED
+            )
             forced.cancel()
             if job not in done:
                 event = self.worker.progress.lifecycle_event if self.worker.progress else None
@@ -357,16 +360,16 @@ class Daemon:
 
     def _set_status(self, **changes: object) -> None:
         reading = self.clock.reading
-        self.status = dataclasses.replace(
-            self.status,
-            **changes,  # type: ignore[arg-type]
-            broker_connected=changes.get("broker_connected", self.session.connected),  # type: ignore[arg-type]
-            clock_skew_seconds=reading.offset_seconds if reading else None,
-            clock_checked_at=(
+        fields: dict[str, object] = {
+            "broker_connected": self.session.connected,
+            "clock_skew_seconds": reading.offset_seconds if reading else None,
+            "clock_checked_at": (
                 datetime.fromtimestamp(reading.measured_at, UTC) if reading else None
             ),
-            updated_at=datetime.now(UTC),
-        )
+            "updated_at": datetime.now(UTC),
+            **changes,
+        }
+        self.status = dataclasses.replace(self.status, **fields)  # type: ignore[arg-type]
         self._status_dirty.set()
         self.notifier.status(self._status_text())
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
 from codedeploy_agent.errors import HostStateError
+from codedeploy_agent.protocol.errors import ProtocolError
 from codedeploy_agent.protocol.messages import UpdateRequest, decode, encode
 
 #: Terminal jobs remembered; older ones are forgotten (the service never hands them out again).
@@ -92,57 +94,85 @@ class PendingUpdate:
 
 
 class Outbox:
-    """`state_dir/outbox/`: updates not yet accepted, oldest first."""
+    """`state_dir/outbox/`: updates not yet accepted, oldest first.
+
+    The files are read once; after that the queue is kept in memory too, so that sending an
+    update costs one file removal, not a directory scan. Thread-safe.
+    """
 
     def __init__(self, state_dir: Path) -> None:
         self.directory = state_dir / "outbox"
+        self._queue: list[PendingUpdate] | None = None
         self._next = 0
+        self._lock = threading.Lock()
 
     def pending(self) -> list[PendingUpdate]:
         """Every pending update, in the order they were added."""
+        with self._lock:
+            return list(self._load())
+
+    def first(self) -> PendingUpdate | None:
+        """The oldest pending update."""
+        with self._lock:
+            queue = self._load()
+            return queue[0] if queue else None
+
+    def _load(self) -> list[PendingUpdate]:
+        if self._queue is not None:
+            return self._queue
         try:
             names = sorted(p.name for p in self.directory.iterdir() if p.suffix == ".json")
         except FileNotFoundError:
-            return []
+            names = []
         except OSError as exc:
             raise HostStateError(
                 f"Cannot read the outbox {self.directory}: {exc.strerror}"
             ) from exc
-        updates = []
+        queue = []
         for name in names:
             path = self.directory / name
             try:
                 record = json.loads(path.read_text(encoding="utf-8"))
                 request = decode(record["request"].encode(), UpdateRequest)
                 sequence = int(name.split("-", 1)[0])
-            except (OSError, ValueError, KeyError):
+            except (OSError, ValueError, KeyError, ProtocolError):
                 # A torn or foreign file cannot be resent faithfully; keep it for the operator.
                 path.rename(path.with_suffix(".corrupt"))
                 continue
-            updates.append(PendingUpdate(sequence, record["job_id"], request, path))
+            queue.append(PendingUpdate(sequence, record["job_id"], request, path))
             self._next = max(self._next, sequence + 1)
-        return updates
+        self._queue = queue
+        return queue
 
     def add(self, job_id: str, request: UpdateRequest) -> PendingUpdate:
         """Persist an update before it is published."""
-        if self._next == 0:
-            self.pending()
-        sequence = self._next
-        self._next += 1
-        path = self.directory / f"{sequence:012d}-{job_id}.json"
-        record = {"job_id": job_id, "request": encode(request).decode()}
-        _write_atomically(path, json.dumps(record).encode())
-        return PendingUpdate(sequence, job_id, request, path)
+        with self._lock:
+            queue = self._load()
+            sequence = self._next
+            self._next += 1
+            path = self.directory / f"{sequence:012d}-{job_id}.json"
+            record = {"job_id": job_id, "request": encode(request).decode()}
+            _write_atomically(path, json.dumps(record).encode())
+            update = PendingUpdate(sequence, job_id, request, path)
+            queue.append(update)
+            return update
 
     def remove(self, update: PendingUpdate) -> None:
         """Forget an update the service accepted (or that no longer applies)."""
-        update.path.unlink(missing_ok=True)
+        with self._lock:
+            queue = self._load()
+            queue[:] = [u for u in queue if u.sequence != update.sequence]
+            update.path.unlink(missing_ok=True)
 
     def replace(self, update: PendingUpdate, request: UpdateRequest) -> PendingUpdate:
         """Rewrite an update in place (a new expectedVersion after a version mismatch)."""
-        record = {"job_id": update.job_id, "request": encode(request).decode()}
-        _write_atomically(update.path, json.dumps(record).encode())
-        return PendingUpdate(update.sequence, update.job_id, request, update.path)
+        with self._lock:
+            record = {"job_id": update.job_id, "request": encode(request).decode()}
+            _write_atomically(update.path, json.dumps(record).encode())
+            replaced = PendingUpdate(update.sequence, update.job_id, request, update.path)
+            queue = self._load()
+            queue[:] = [replaced if u.sequence == update.sequence else u for u in queue]
+            return replaced
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

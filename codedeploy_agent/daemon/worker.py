@@ -310,7 +310,6 @@ class _JobReporter:
         self.deployment_id = deployment_id
         self.event: str | None = None
         self.step_timeout: int | None = None
-        self.last_details: StatusDetails = {}
 
     async def event_started(self, event: str, started_at: datetime) -> None:
         """Remember the event (the ledger names it if the agent dies now)."""
@@ -328,29 +327,24 @@ class _JobReporter:
         needed = math.ceil(timeout_seconds / 60) + 1
         if self.step_timeout is None or needed > self.step_timeout:
             self.step_timeout = needed
+            # No statusDetails: the service keeps the last event's (an absent map is unchanged).
             await self.worker.client.enqueue_update(
-                self.job_id,
-                JobStatus.IN_PROGRESS,
-                self.last_details,
-                step_timeout_minutes=needed,
+                self.job_id, JobStatus.IN_PROGRESS, {}, step_timeout_minutes=needed
             )
 
     async def event_finished(self, result: EventResult) -> None:
         """IN_PROGRESS with the event's outcome; a blocking failure waits for the final FAILED."""
         if result.blocking_failure:
             return
-        self.last_details = details_for_event(
+        details = details_for_event(
             result.event,
             WireEventStatus(result.status.value),
             result.started_at,
             result.ended_at,
         )
         if result.status is EventStatus.FAILED:
-            self.last_details["message"] = "ignored: " + result.diagnostics.message[:900]
+            details["message"] = "ignored: " + result.diagnostics.message[:900]
         # Re-specifying the step timer restarts it, so it covers each event, not the sum.
         await self.worker.client.enqueue_update(
-            self.job_id,
-            JobStatus.IN_PROGRESS,
-            self.last_details,
-            step_timeout_minutes=self.step_timeout,
+            self.job_id, JobStatus.IN_PROGRESS, details, step_timeout_minutes=self.step_timeout
         )

@@ -61,11 +61,11 @@ class Agent:
 
     def write_config(self) -> None:
         config: dict[str, Any] = {
-            ":root_dir:": str(self.root_dir),
-            ":log_dir:": str(self.base / "logs"),
-            ":pid_dir:": str(self.base / "pid"),
+            ":root_dir": str(self.root_dir),
+            ":log_dir": str(self.base / "logs"),
+            ":pid_dir": str(self.base / "pid"),
             "state_dir": str(self.state_dir),
-            ":kill_agent_max_wait_time_seconds:": 30,
+            ":kill_agent_max_wait_time_seconds": 30,
             "heartbeat_seconds": 1,
             "hooks": {"kill_grace_seconds": 1},
             "mqtt": {
@@ -169,5 +169,5 @@ def agent(tmp_path: Path, broker: MosquittoBroker, keys: tuple[Path, Path]) -> I
 @pytest_asyncio.fixture
 async def service(broker: MosquittoBroker) -> AsyncIterator[FakeJobsService]:
     """The test-side Jobs service on the same broker."""
-    async with FakeJobsService("127.0.0.1", broker.port, things={THING}, time_scale=1.0) as svc:
+    async with FakeJobsService("127.0.0.1", broker.port, things={THING}) as svc:
         yield svc

@@ -220,21 +220,20 @@ async def test_sigkill_in_a_hook_then_failed_after_restart(
     v2 = write_bundle(tmp_path / "v2", {**hooks, event: "sleep 300"})
     v3 = write_bundle(tmp_path / "v3", hooks)
     service.queue_job(THING, "job-1", document(keys, v1, "d-KILL00001"))
-    service.queue_job(THING, "job-2", document(keys, v2, "d-KILL00002"))
     agent.start()
     await service.wait_for_status(THING, "job-1", {JobStatus.SUCCEEDED}, timeout=30)
+    stop_script = (
+        agent.root_dir / "dg-web/d-KILL00001/deployment-archive/scripts/ApplicationStop.sh"
+    )
     if event == "ApplicationStop":
         # ApplicationStop runs the *previous* revision's script: make v1's the slow one.
-        (
-            agent.root_dir
-            / "dg-web"
-            / "d-KILL00001"
-            / "deployment-archive"
-            / "scripts"
-            / "ApplicationStop.sh"
-        ).write_text("#!/bin/sh\nsleep 300\n")
+        stop_script.write_text("#!/bin/sh\nsleep 300\n")
+    service.queue_job(THING, "job-2", document(keys, v2, "d-KILL00002"))
     await asyncio.to_thread(agent.wait_for_event, event)
     agent.kill()
+    # v1 stays the last successful revision when job 2 dies before Install: give it back a
+    # working ApplicationStop, or job 3 would run the slow one too.
+    stop_script.write_text("#!/bin/sh\ntrue\n")
     service.queue_job(THING, "job-3", document(keys, v3, "d-KILL00003"))
     agent.start()
     failed = await service.wait_for_status(THING, "job-2", {JobStatus.FAILED}, timeout=30)

@@ -264,3 +264,24 @@ async def test_round_trip_latency(mosquitto: MosquittoBroker) -> None:
     print(f"median round trip: {median_ms:.2f} ms")
     # Nagle plus delayed ACKs would make this 40 ms or more.
     assert median_ms < 15
+
+
+async def test_on_connect_failure_reconnects_and_calls_it_again(
+    mosquitto: MosquittoBroker,
+) -> None:
+    """A bug in on_connect is logged with its traceback; the next connection calls it again."""
+    calls = 0
+
+    async def on_connect() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("first connection")
+
+    session = agent_session(mosquitto, on_connect=on_connect)
+    with capture_logs() as logs:
+        async with running(session, Inbox()):
+            await eventually(lambda: calls == 2)
+    failures = [e for e in logs if e["event"] == "on_connect failed; reconnecting"]
+    assert [(e["log_level"], e["exc_info"]) for e in failures] == [("error", True)]
+    assert "on_connect failed (see the traceback above)" in [e["event"] for e in logs]
