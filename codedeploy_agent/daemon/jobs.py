@@ -42,7 +42,7 @@ from codedeploy_agent.protocol.topics import JobsTopics, TopicKind
 
 _log = get_logger("codedeploy_agent.daemon.jobs")
 
-RESPONSE_TIMEOUT: Final = 20.0
+RESPONSE_TIMEOUT: Final = 10.0
 #: How often one update is retried after VersionMismatch before it is given up.
 _MAX_VERSION_RETRIES: Final = 5
 _THROTTLE_DELAY: Final = 2.0
@@ -276,7 +276,11 @@ class JobsClient:
                 await asyncio.to_thread(self.outbox.remove, update)
 
     async def run_sender(self) -> None:
-        """Deliver the outbox, oldest first, whenever connected; runs until cancelled."""
+        """Deliver the outbox, oldest first, whenever connected; runs until cancelled.
+
+        A reply that never came while the connection stayed up (a lost message, a busy service)
+        is retried after a pause; after a lost connection the next (re)connect wakes the sender.
+        """
         while True:
             await self._wake_sender.wait()
             self._wake_sender.clear()
@@ -286,7 +290,10 @@ class JobsClient:
                     self._idle.set()
                     break
                 if not await self._deliver(first):
-                    break  # connection trouble: wait for the next wake-up
+                    if self.publisher.connected:
+                        await asyncio.sleep(_THROTTLE_DELAY)
+                        continue
+                    break
 
     async def _deliver(self, update: PendingUpdate) -> bool:
         """Send one update until it is settled; False when the connection failed.

@@ -120,6 +120,7 @@ class Daemon:
         self._log_queue: asyncio.Queue[tuple[str, Sequence[str]]] = asyncio.Queue(_LOG_QUEUE)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._status_dirty = asyncio.Event()
+        self._last_status_text = ""
 
     # --- lifetime -------------------------------------------------------------------------------
 
@@ -371,7 +372,10 @@ class Daemon:
         }
         self.status = dataclasses.replace(self.status, **fields)  # type: ignore[arg-type]
         self._status_dirty.set()
-        self.notifier.status(self._status_text())
+        text = self._status_text()
+        if text != self._last_status_text:  # heartbeats would repeat it every minute
+            self._last_status_text = text
+            self.notifier.status(text)
 
     def _status_text(self) -> str:
         status = self.status
