@@ -29,8 +29,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import structlog
-from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+# structlog's console module imports rich (and with it pygments) whenever they happen to be
+# installed: about 10 MB of resident memory in a daemon that renders its own lines. Marking them
+# absent (unless something imported them already) keeps the agent small on any host.
+for _optional in ("rich", "better_exceptions"):
+    sys.modules.setdefault(_optional, None)  # type: ignore[arg-type]
+
+import structlog  # noqa: E402 - after the guard above
+from structlog.typing import (  # noqa: E402
+    EventDict,
+    FilteringBoundLogger,
+    Processor,
+    WrappedLogger,
+)
 
 #: structlog's level names -> the logging gem's (`WARN`, not `WARNING`; `FATAL` for critical).
 _GEM_LEVELS = {

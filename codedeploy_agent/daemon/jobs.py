@@ -271,6 +271,7 @@ class JobsClient:
 
     async def forget_job(self, job_id: str) -> None:
         """Drop every queued update of a job the service has ended (cancelled, removed)."""
+        self._versions.pop(job_id, None)
         for update in await asyncio.to_thread(self.outbox.pending):
             if update.job_id == job_id:
                 await asyncio.to_thread(self.outbox.remove, update)
@@ -284,16 +285,18 @@ class JobsClient:
         while True:
             await self._wake_sender.wait()
             self._wake_sender.clear()
-            while self.publisher.connected:
+            while self._connected():
                 first = await asyncio.to_thread(self.outbox.first)
                 if first is None:
                     self._idle.set()
                     break
                 if not await self._deliver(first):
-                    if self.publisher.connected:
-                        await asyncio.sleep(_THROTTLE_DELAY)
-                        continue
-                    break
+                    if not self._connected():
+                        break
+                    await asyncio.sleep(_THROTTLE_DELAY)
+
+    def _connected(self) -> bool:
+        return self.publisher.connected
 
     async def _deliver(self, update: PendingUpdate) -> bool:
         """Send one update until it is settled; False when the connection failed.
@@ -340,7 +343,9 @@ class JobsClient:
         return True
 
     def _accepted(self, update: PendingUpdate, accepted: UpdateAccepted) -> None:
-        if accepted.execution_state is not None:
+        if update.request.status.is_terminal:
+            self._versions.pop(update.job_id, None)  # nothing more is sent for this job
+        elif accepted.execution_state is not None:
             self._versions[update.job_id] = accepted.execution_state.version_number
         elif update.job_id in self._versions:
             self._versions[update.job_id] += 1

@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Final
 
@@ -30,6 +31,7 @@ from codedeploy_agent.daemon.worker import JobWorker, Progress, StopCause
 from codedeploy_agent.errors import ConfigError
 from codedeploy_agent.executor import DeploymentExecutor
 from codedeploy_agent.hooks.reaper import enable_subreaper
+from codedeploy_agent.host.memory import limit_arenas, release_free_memory
 from codedeploy_agent.host.status import (
     AgentState,
     AgentStatus,
@@ -52,6 +54,7 @@ FLUSH_SECONDS: Final = 10.0
 #: Live log lines waiting for the broker; older ones are dropped (best effort, QoS 0).
 _LOG_QUEUE: Final = 1000
 _RETRY_START_NEXT: Final = 5.0
+_THREADS: Final = 4
 
 
 def thing_name(config: AgentConfig) -> str:
@@ -128,6 +131,10 @@ class Daemon:
         """Run until stopped by a signal (or `request_stop`); returns the exit status."""
         self._loop = asyncio.get_running_loop()
         await self.session.prepare()  # unreadable certificates fail the start, not later
+        limit_arenas()
+        # The agent's blocking work (file trees, state files, NTP) is sequential: a few threads
+        # suffice, and each idle thread keeps a stack and a malloc arena resident.
+        self._loop.set_default_executor(ThreadPoolExecutor(_THREADS, thread_name_prefix="agent"))
         enable_subreaper()
         await asyncio.to_thread(self.ledger.load)
         recovered = await self.worker.recover()
@@ -263,6 +270,8 @@ class Daemon:
                 crash = self._job_task.exception()
                 if crash is not None:
                     _log.error("job crashed", job_id=execution.job_id, error=repr(crash))
+            # A deployment's garbage (archive listings, hook output buffers) goes back to the OS.
+            await asyncio.to_thread(release_free_memory)
             self._wake.set()
 
     def _is_stopping(self) -> bool:

@@ -15,8 +15,6 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from codedeploy_agent.clock import ClockMonitor
 from codedeploy_agent.daemon.jobs import JobsClient
 from codedeploy_agent.daemon.state import RUNNING, JobLedger
@@ -32,6 +30,7 @@ from codedeploy_agent.protocol.jobdoc import (
     spec_revision,
     to_deployment_spec,
 )
+from codedeploy_agent.protocol.keys import Ed25519PublicKey
 from codedeploy_agent.protocol.messages import (
     EventStatus as WireEventStatus,
 )

@@ -37,11 +37,11 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import msgspec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from codedeploy_agent.lifecycle import LifecycleEvent
 from codedeploy_agent.protocol._fields import Block, is_set, object_field, reject, string_field
 from codedeploy_agent.protocol.errors import JobRejected, RejectReason
+from codedeploy_agent.protocol.keys import Ed25519PublicKey
 from codedeploy_agent.protocol.messages import format_time
 from codedeploy_agent.protocol.revisions import (
     EXACTLY_ONE_REVISION,

@@ -30,17 +30,21 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final, NoReturn
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import Any, Final, NoReturn, Protocol
 
 from codedeploy_agent.protocol.errors import (
     JobRejected,
     ProtocolError,
     RejectReason,
     SigningKeyError,
+)
+from codedeploy_agent.protocol.keys import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+    InvalidSignatureError,
+    KeyFormatError,
+    parse_private_key,
+    parse_public_key,
 )
 
 ALGORITHM: Final = "Ed25519"
@@ -94,9 +98,14 @@ def _without_signature(document: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in document.items() if key != SIGNATURE_KEY}
 
 
-def sign_document(
-    document: Mapping[str, Any], private_key: Ed25519PrivateKey, key_id: str
-) -> dict[str, Any]:
+class Signer(Protocol):
+    """Anything that signs bytes with Ed25519 (our key, or a `cryptography` key in tests)."""
+
+    def sign(self, data: bytes) -> bytes:
+        """The 64-byte signature of `data`."""
+
+
+def sign_document(document: Mapping[str, Any], private_key: Signer, key_id: str) -> dict[str, Any]:
     """A copy of `document` with a `Signature` over its canonical JSON (any old one replaced)."""
     if not key_id or not isinstance(key_id, str):
         raise ProtocolError("key_id must be a non-empty string")
@@ -148,7 +157,7 @@ def verify_document(document: Mapping[str, Any], trusted: Mapping[str, Ed25519Pu
         _refuse(f"The job document cannot be verified: {err}")
     try:
         trusted[key_id].verify(raw, payload)
-    except InvalidSignature:
+    except InvalidSignatureError:
         _refuse(
             f"The job document's signature does not match its content for key id {key_id!r}: "
             "it was changed after signing, or signed with another key"
@@ -174,20 +183,17 @@ def load_public_key(path: Path | str) -> Ed25519PublicKey:
     path = Path(path)
     data = _read(path, "public key file")
     try:
-        if data.lstrip().startswith(b"ssh-"):
-            key: object = serialization.load_ssh_public_key(data.strip())
-        else:
-            key = serialization.load_pem_public_key(data)
-    except (ValueError, UnsupportedAlgorithm) as err:
+        return parse_public_key(data)
+    except KeyFormatError as err:
+        if "not Ed25519" in str(err) or "not an Ed25519" in str(err):
+            raise SigningKeyError(
+                f"{path} is not an Ed25519 public key; job documents are signed with Ed25519 "
+                "keys only"
+            ) from None
         raise SigningKeyError(
             f"{path} is not a PEM or OpenSSH public key ({err}); create one with "
             "`openssl pkey -in private.pem -pubout` or `ssh-keygen -t ed25519`"
         ) from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise SigningKeyError(
-            f"{path} is not an Ed25519 public key; job documents are signed with Ed25519 keys only"
-        )
-    return key
 
 
 def load_private_key(path: Path | str) -> Ed25519PrivateKey:
@@ -195,22 +201,20 @@ def load_private_key(path: Path | str) -> Ed25519PrivateKey:
     path = Path(path)
     data = _read(path, "private key file")
     try:
-        if b"BEGIN OPENSSH PRIVATE KEY" in data:
-            key: object = serialization.load_ssh_private_key(data, password=None)
-        else:
-            key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise SigningKeyError(
-            f"{path} is encrypted; the signing key must be stored unencrypted (mode 0600)"
-        ) from None
-    except (ValueError, UnsupportedAlgorithm) as err:
+        return parse_private_key(data)
+    except KeyFormatError as err:
+        if "encrypted" in str(err):
+            raise SigningKeyError(
+                f"{path} is encrypted; the signing key must be stored unencrypted (mode 0600)"
+            ) from None
+        if "not Ed25519" in str(err) or "not an Ed25519" in str(err):
+            raise SigningKeyError(
+                f"{path} is not an Ed25519 private key; only Ed25519 is supported"
+            ) from None
         raise SigningKeyError(
             f"{path} is not a PEM or OpenSSH private key ({err}); create one with "
             "`codedeploy-server keygen` or `openssl genpkey -algorithm ed25519`"
         ) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SigningKeyError(f"{path} is not an Ed25519 private key; only Ed25519 is supported")
-    return key
 
 
 def load_trusted_keys(entries: Iterable[tuple[str, Path]]) -> dict[str, Ed25519PublicKey]:
@@ -229,16 +233,8 @@ def generate_keypair(private_path: Path | str, public_path: Path | str) -> Ed255
         if path.exists():
             raise SigningKeyError(f"{path} already exists; remove it first to make a new key")
     key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    _write_atomically(private_path, private_pem, 0o600)
-    _write_atomically(public_path, public_pem, 0o644)
+    _write_atomically(private_path, key.pem(), 0o600)
+    _write_atomically(public_path, key.public_key().pem(), 0o644)
     return key.public_key()
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from codedeploy_agent.protocol.jobdoc import IN_PLACE_EVENTS, build_job_document
+from codedeploy_agent.protocol.keys import Ed25519PrivateKey
 from codedeploy_agent.protocol.signing import generate_keypair, load_private_key, sign_document
 from codedeploy_agent.spec import BundleType, LocalRevision, RevisionType
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from codedeploy_agent.protocol.keys import Ed25519PrivateKey
 from codedeploy_agent.protocol.signing import generate_keypair, load_private_key
 
 #: PROTOCOL.md's example job document (with concrete values where it has placeholders).

@@ -9,7 +9,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from codedeploy_agent.errors import AgentError, DeploymentSpecError
 from codedeploy_agent.protocol.errors import JobRejected, RejectReason
@@ -27,6 +26,7 @@ from codedeploy_agent.protocol.jobdoc import (
     spec_revision,
     to_deployment_spec,
 )
+from codedeploy_agent.protocol.keys import Ed25519PrivateKey
 from codedeploy_agent.protocol.signing import sign_document
 from codedeploy_agent.spec import (
     BitbucketRevision,

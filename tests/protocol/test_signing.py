@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey as CryptographyPrivateKey,
+)
 
 from codedeploy_agent.protocol.errors import (
     JobRejected,
@@ -21,6 +23,7 @@ from codedeploy_agent.protocol.errors import (
     RejectReason,
     SigningKeyError,
 )
+from codedeploy_agent.protocol.keys import Ed25519PrivateKey
 from codedeploy_agent.protocol.signing import (
     canonical_json,
     generate_keypair,
@@ -279,8 +282,8 @@ def test_generate_keypair_writes_pem_with_private_mode_0600(tmp_path: Path) -> N
     assert stat.S_IMODE(public.stat().st_mode) == 0o644
     assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----\n")
     assert public.read_text().startswith("-----BEGIN PUBLIC KEY-----\n")
-    assert load_public_key(public).public_bytes_raw() == key.public_bytes_raw()
-    assert load_private_key(private).public_key().public_bytes_raw() == key.public_bytes_raw()
+    assert load_public_key(public).raw() == key.raw()
+    assert load_private_key(private).public_key().raw() == key.raw()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.pem", "k.pub"]
 
 
@@ -315,8 +318,8 @@ def test_load_keys_made_by_ssh_keygen(tmp_path: Path) -> None:
 
 
 def test_load_openssh_format_keys(tmp_path: Path) -> None:
-    """OpenSSH-format keys written by cryptography load as the same key pair."""
-    private = Ed25519PrivateKey.generate()
+    """OpenSSH-format keys written by the cryptography package load as the same key pair."""
+    private = CryptographyPrivateKey.generate()
     (tmp_path / "k").write_bytes(
         private.private_bytes(
             serialization.Encoding.PEM,
@@ -331,8 +334,8 @@ def test_load_openssh_format_keys(tmp_path: Path) -> None:
         + b" comment\n"
     )
     raw = private.public_key().public_bytes_raw()
-    assert load_public_key(tmp_path / "k.pub").public_bytes_raw() == raw
-    assert load_private_key(tmp_path / "k").public_key().public_bytes_raw() == raw
+    assert load_public_key(tmp_path / "k.pub").raw() == raw
+    assert load_private_key(tmp_path / "k").public_key().raw() == raw
 
 
 def test_missing_key_file_names_the_file(tmp_path: Path) -> None:
@@ -383,7 +386,7 @@ def test_encrypted_private_key_is_refused(tmp_path: Path) -> None:
     """An encrypted private key is refused with the fix."""
     path = tmp_path / "enc.pem"
     path.write_bytes(
-        Ed25519PrivateKey.generate().private_bytes(
+        CryptographyPrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(b"pw"),
