@@ -26,21 +26,11 @@ from pathlib import Path
 
 from codedeploy_agent.config import AgentConfig, HookSettings
 from codedeploy_agent.executor import DeploymentExecutor
-from codedeploy_agent.lifecycle import DEFAULT_ORDER
+from codedeploy_agent.lifecycle import DEFAULT_ORDER, HOOK_EVENTS
 from codedeploy_agent.log import configure_logging
 from codedeploy_agent.spec import BundleType, DeploymentSpec, LocalRevision, RevisionType
 
-HOOKS = (
-    "BeforeBlockTraffic",
-    "AfterBlockTraffic",
-    "ApplicationStop",
-    "BeforeInstall",
-    "AfterInstall",
-    "ApplicationStart",
-    "ValidateService",
-    "BeforeAllowTraffic",
-    "AfterAllowTraffic",
-)
+HOOKS = HOOK_EVENTS
 
 
 def make_tree(root: Path, files: int, total_bytes: int) -> None:

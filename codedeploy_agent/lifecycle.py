@@ -30,6 +30,9 @@ AGENT_EVENTS: Final[frozenset[str]] = frozenset(
     {LifecycleEvent.DOWNLOAD_BUNDLE, LifecycleEvent.INSTALL}
 )
 
+#: Events whose scripts come from the appspec's `hooks` section, in the default order.
+HOOK_EVENTS: Final[tuple[str, ...]] = tuple(e for e in DEFAULT_ORDER if e not in AGENT_EVENTS)
+
 #: Events that may come before DownloadBundle / Install (codedeploy-local's order check).
 BEFORE_DOWNLOAD_BUNDLE: Final[tuple[str, ...]] = (
     LifecycleEvent.BEFORE_BLOCK_TRAFFIC,

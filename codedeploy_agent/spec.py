@@ -102,8 +102,24 @@ class BitbucketRevision:
         return {"BUNDLE_COMMIT": self.commit_id}
 
 
+class _GitCheckout:
+    """What revisions cloned with git share: a directory bundle and BUNDLE_COMMIT for hooks."""
+
+    __slots__ = ()
+    commit_id: str
+
+    @property
+    def bundle_type(self) -> BundleType:
+        """A git checkout becomes a directory bundle."""
+        return BundleType.DIRECTORY
+
+    def hook_environment(self) -> dict[str, str]:
+        """BUNDLE_COMMIT, as for GitHub revisions (reference §4.4)."""
+        return {"BUNDLE_COMMIT": self.commit_id}
+
+
 @dataclass(frozen=True, slots=True)
-class CodeCommitRevision:
+class CodeCommitRevision(_GitCheckout):
     """An AWS CodeCommit repository at one commit, in `region`."""
 
     repository: str
@@ -111,32 +127,14 @@ class CodeCommitRevision:
     region: str
     type: RevisionType = RevisionType.CODECOMMIT
 
-    @property
-    def bundle_type(self) -> BundleType:
-        """A git checkout becomes a directory bundle."""
-        return BundleType.DIRECTORY
-
-    def hook_environment(self) -> dict[str, str]:
-        """BUNDLE_COMMIT, as for GitHub revisions (reference §4.4)."""
-        return {"BUNDLE_COMMIT": self.commit_id}
-
 
 @dataclass(frozen=True, slots=True)
-class GitRevision:
+class GitRevision(_GitCheckout):
     """Any git remote at one commit; credentials come from the host, never the job."""
 
     url: str
     commit_id: str
     type: RevisionType = RevisionType.GIT
-
-    @property
-    def bundle_type(self) -> BundleType:
-        """A git checkout becomes a directory bundle."""
-        return BundleType.DIRECTORY
-
-    def hook_environment(self) -> dict[str, str]:
-        """BUNDLE_COMMIT, as for GitHub revisions (reference §4.4)."""
-        return {"BUNDLE_COMMIT": self.commit_id}
 
 
 @dataclass(frozen=True, slots=True)
