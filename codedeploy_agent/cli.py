@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `codedeploy-agent` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    # Until a command reads its config: warnings and errors to stderr, never to stdout.
+    configure_logging(log_file=None, fmt="text", verbose=False, stderr=True)
     try:
         if args.command == "local":
             return _local(args)

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
+import structlog
+
 from codedeploy_agent.clock import ClockMonitor
 from codedeploy_agent.daemon.jobs import JobsClient
 from codedeploy_agent.daemon.state import RUNNING, JobLedger
@@ -147,7 +149,9 @@ class JobWorker:
         self.progress = Progress(job_id, doc.deployment_id)
         self.on_progress(self.progress)
         try:
-            await self._deploy(job_id, doc)
+            # Every log line of this job (executor, hooks, installer) names the job.
+            with structlog.contextvars.bound_contextvars(job_id=job_id):
+                await self._deploy(job_id, doc)
         finally:
             self.progress = None
             self.on_progress(None)

@@ -394,3 +394,54 @@ async def test_status_command_and_second_instance(agent: Agent, service: FakeJob
     stopped = await asyncio.to_thread(cli, "status", "-c", config)
     assert stopped.returncode == 1
     assert "No AWS CodeDeploy agent running" in stopped.stdout
+
+
+async def test_removed_mid_hook_stops_it(
+    agent: Agent, service: FakeJobsService, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """REMOVED (the thing left the job's targets) stops the running hook like a cancel."""
+    pid_file = tmp_path / "hook.pid"
+    slow = write_bundle(tmp_path / "slow", {"AfterInstall": f"echo $$ > {pid_file}\nsleep 300"})
+    service.queue_job(THING, "job-x", document(keys, slow, "d-REMOVED01"))
+    agent.start()
+    await service.wait_for(
+        lambda: pid_file.exists() and pid_file.read_text().strip() != "", timeout=30
+    )
+    pid = int(pid_file.read_text())
+    service.remove_job(THING, "job-x")
+    await service.wait_for(lambda: not psutil.pid_exists(pid), timeout=30)
+    assert service.execution(THING, "job-x").status is JobStatus.REMOVED
+    ledger = (agent.state_dir / "jobs.json").read_text()
+    assert '"state": "REMOVED"' in ledger
+    assert service.violations == []
+
+
+async def test_two_agents_side_by_side(
+    broker: MosquittoBroker, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Two agents with their own config, roots, state and thing names share one machine and
+    one broker; each runs its own job."""
+    second = "host-2"
+    agents = [
+        Agent(tmp_path / "agent", broker.endpoint),
+        Agent(tmp_path / "agent-2", broker.endpoint, thing=second),
+    ]
+    public = "keys/signing.pub.pem"
+    (tmp_path / "agent-2" / "keys").mkdir(parents=True)
+    (tmp_path / "agent-2" / public).write_bytes((tmp_path / "agent" / public).read_bytes())
+    bundle = write_bundle(tmp_path / "bundle", {"ApplicationStart": "echo $DEPLOYMENT_ID"})
+    async with FakeJobsService("127.0.0.1", broker.port, things={THING, second}) as service:
+        service.queue_job(THING, "job-a", document(keys, bundle, "d-SIDE00001"))
+        service.queue_job(second, "job-b", document(keys, bundle, "d-SIDE00002"))
+        try:
+            for agent in agents:
+                agent.start()
+            await service.wait_for_status(THING, "job-a", {JobStatus.SUCCEEDED}, timeout=30)
+            await service.wait_for_status(second, "job-b", {JobStatus.SUCCEEDED}, timeout=30)
+            assert (agents[0].root_dir / "dg-web" / "d-SIDE00001").is_dir()
+            assert (agents[1].root_dir / "dg-web" / "d-SIDE00002").is_dir()
+            assert not (agents[0].root_dir / "dg-web" / "d-SIDE00002").exists()
+            assert service.violations == []
+        finally:
+            for agent in agents:
+                agent.stop()
