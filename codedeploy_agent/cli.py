@@ -190,14 +190,8 @@ def _run(args: argparse.Namespace) -> int:
     from codedeploy_agent.host.pidfile import PidFile  # noqa: PLC0415
 
     config, warnings = load_config(args.config)
-    config.log_dir.mkdir(parents=True, exist_ok=True)
-    configure_logging(
-        log_file=config.log_dir / f"{config.program_name}.log",
-        fmt=config.log_format,
-        verbose=config.verbose,
-        program_name=config.program_name,
-        stderr=True,
-    )
+    # The daemon logs to its file and to stderr (journald keeps what systemd captures).
+    _setup_logging(config, f"{config.program_name}.log", stderr=True)
     log = get_logger("codedeploy_agent.cli")
     for warning in warnings:
         log.warning("configuration", detail=warning)
@@ -229,7 +223,7 @@ def _validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _setup_logging(config: AgentConfig, file_name: str) -> None:
+def _setup_logging(config: AgentConfig, file_name: str, *, stderr: bool = False) -> None:
     log_file: Path | None = config.log_dir / file_name
     try:
         config.log_dir.mkdir(parents=True, exist_ok=True)
@@ -245,5 +239,5 @@ def _setup_logging(config: AgentConfig, file_name: str) -> None:
         fmt=config.log_format,
         verbose=config.verbose,
         program_name=config.program_name,
-        stderr=False,
+        stderr=stderr,
     )

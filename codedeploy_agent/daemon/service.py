@@ -94,7 +94,7 @@ class Daemon:
             config.mqtt,
             client_id=self.thing,
             subscriptions=self.topics.agent_filters,
-            will=Will(self.topics.presence, self._presence(PresenceState.OFFLINE)),
+            will=Will(self.topics.presence, self._presence(PresenceState.OFFLINE, None)),
             on_connect=self._on_connect,
         )
         self.client = JobsClient(
@@ -119,6 +119,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._stopping = False
+        self._stop_reason_text = "stop requested"
         self._job_task: asyncio.Task[None] | None = None
         self._log_queue: asyncio.Queue[tuple[str, Sequence[str]]] = asyncio.Queue(_LOG_QUEUE)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,7 +197,7 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        reason = getattr(self, "_stop_reason_text", "stop requested")
+        reason = self._stop_reason_text
         self._set_status(state=AgentState.STOPPING)
         self.notifier.stopping()
         self._wake.set()
@@ -232,7 +233,9 @@ class Daemon:
                 await asyncio.wait_for(self.client.wait_idle(), FLUSH_SECONDS)
             with contextlib.suppress(Exception):
                 await self.session.publish(
-                    self.topics.presence, self._presence(PresenceState.OFFLINE), retain=True
+                    self.topics.presence,
+                    self._presence(PresenceState.OFFLINE, self.worker.progress),
+                    retain=True,
                 )
 
     # --- jobs -----------------------------------------------------------------------------------
@@ -301,7 +304,9 @@ class Daemon:
     async def _on_connect(self) -> None:
         self._set_status(broker_connected=True)
         await self.session.publish(
-            self.topics.presence, self._presence(PresenceState.ONLINE), retain=True
+            self.topics.presence,
+            self._presence(PresenceState.ONLINE, self.worker.progress),
+            retain=True,
         )
         self.client.connection_up()
         self._wake.set()
@@ -311,8 +316,7 @@ class Daemon:
 
     # --- presence, status, logs ---------------------------------------------------------------
 
-    def _presence(self, state: PresenceState) -> bytes:
-        progress = self.worker.progress if hasattr(self, "worker") else None
+    def _presence(self, state: PresenceState, progress: Progress | None) -> bytes:
         return encode(
             Presence(
                 state=state,
@@ -329,12 +333,9 @@ class Daemon:
             await asyncio.sleep(self.config.heartbeat_seconds)
             self._set_status()
             if self.session.connected:
+                payload = self._presence(PresenceState.ONLINE, self.worker.progress)
                 with contextlib.suppress(Exception):
-                    await self.session.publish(
-                        self.topics.presence, self._presence(PresenceState.ONLINE), retain=True
-                    )
-            elif self.status.broker_connected:
-                self._set_status(broker_connected=False)
+                    await self.session.publish(self.topics.presence, payload, retain=True)
 
     def _progress(self, progress: Progress | None) -> None:
         if progress is None:
@@ -363,7 +364,7 @@ class Daemon:
             )
         )
         if self.session.connected and self._loop is not None:
-            payload = self._presence(PresenceState.ONLINE)
+            payload = self._presence(PresenceState.ONLINE, self.worker.progress)
             self._loop.create_task(
                 self.session.publish(self.topics.presence, payload, retain=True)
             ).add_done_callback(_ignore_result)
