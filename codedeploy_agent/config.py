@@ -108,6 +108,69 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class DownloadSettings:
+    """The `download:` section: how revisions are fetched over HTTP(S) and from S3."""
+
+    #: The largest bundle accepted (bytes; `10G` style sizes allowed).
+    max_bytes: int = 10 * 1024**3
+    #: Seconds to wait for a connection.
+    connect_timeout_seconds: float = 30.0
+    #: Attempts per request (and per part) before the download fails.
+    retries: int = 3
+    #: Objects larger than this are fetched in parallel ranged requests (bytes).
+    part_size: int = 64 * 1024**2
+    #: How many ranged requests run at once.
+    parallel_parts: int = 4
+    #: Hosts (or `.domain` suffixes) reached without the proxy, on top of `NO_PROXY`.
+    no_proxy: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GitHubSettings:
+    """The `github:` section (GitHub.com or GitHub Enterprise)."""
+
+    #: The REST API root; `https://github.example.com/api/v3` for GitHub Enterprise Server.
+    api_url: str = "https://api.github.com"
+    #: A file holding a token for private repositories (never put in job documents).
+    token_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BitbucketSettings:
+    """The `bitbucket:` section (Bitbucket Cloud, or Server / Data Center)."""
+
+    #: The API root: `https://api.bitbucket.org/2.0` (Cloud) or `https://host[/context]` (Server).
+    api_url: str = "https://api.bitbucket.org/2.0"
+    #: `cloud` or `server` (Server and Data Center serve archives from another URL form).
+    flavor: Literal["cloud", "server"] = "cloud"
+    #: User name for an app password (Cloud) or HTTP access token owner (Server).
+    username: str | None = None
+    #: A file holding the app password or access token.
+    password_file: Path | None = None
+    #: A file holding a bearer token (repository/workspace access token) instead of a password.
+    token_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GitSettings:
+    """The `git:` section: cloning CodeCommit and other git remotes."""
+
+    #: The `git` program.
+    executable: str = "git"
+    #: Git credentials for CodeCommit (HTTPS Git credentials of an IAM user) instead of the
+    #: SigV4-derived ones computed from the host's AWS credentials.
+    codecommit_username: str | None = None
+    codecommit_password_file: Path | None = None
+    #: For other HTTPS remotes: a user name and a file holding its password or token.
+    username: str | None = None
+    password_file: Path | None = None
+    #: For ssh remotes: the private key to use (`GIT_SSH_COMMAND=ssh -i ...`).
+    ssh_key_file: Path | None = None
+    #: Seconds a clone may take.
+    timeout_seconds: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     """Every setting of the agent, with the real agent's defaults."""
 
@@ -156,6 +219,10 @@ class AgentConfig:
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     clock: ClockSettings = field(default_factory=ClockSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    download: DownloadSettings = field(default_factory=DownloadSettings)
+    github: GitHubSettings = field(default_factory=GitHubSettings)
+    bitbucket: BitbucketSettings = field(default_factory=BitbucketSettings)
+    git: GitSettings = field(default_factory=GitSettings)
     #: Where the file came from (None: built-in defaults).
     source: Path | None = None
 
@@ -553,6 +620,49 @@ _SECTIONS: Final[Mapping[str, _Section]] = {
         ),
     ),
     "security": _Section(SecuritySettings, _same_named({"trusted_keys": _trusted_keys})),
+    "download": _Section(
+        DownloadSettings,
+        _same_named(
+            {
+                "max_bytes": _size,
+                "connect_timeout_seconds": _number(0.0, above=True),
+                "retries": _integer(1, 20),
+                "part_size": _size,
+                "parallel_parts": _integer(1, 64),
+                "no_proxy": _text_list,
+            }
+        ),
+    ),
+    "github": _Section(
+        GitHubSettings,
+        _same_named({"api_url": _url("http", "https"), "token_file": _path}),
+    ),
+    "bitbucket": _Section(
+        BitbucketSettings,
+        _same_named(
+            {
+                "api_url": _url("http", "https"),
+                "flavor": _choice("cloud", "server"),
+                "username": _text(),
+                "password_file": _path,
+                "token_file": _path,
+            }
+        ),
+    ),
+    "git": _Section(
+        GitSettings,
+        _same_named(
+            {
+                "executable": _text(),
+                "codecommit_username": _text(),
+                "codecommit_password_file": _path,
+                "username": _text(),
+                "password_file": _path,
+                "ssh_key_file": _path,
+                "timeout_seconds": _number(0.0, above=True),
+            }
+        ),
+    ),
 }
 
 

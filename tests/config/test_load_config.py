@@ -11,7 +11,11 @@ import pytest
 from codedeploy_agent.config import (
     AgentConfig,
     ArchiveLimits,
+    BitbucketSettings,
     ClockSettings,
+    DownloadSettings,
+    GitHubSettings,
+    GitSettings,
     HookSettings,
     MqttSettings,
     SecuritySettings,
@@ -34,6 +38,10 @@ SECTIONS = {
     "mqtt": MqttSettings,
     "clock": ClockSettings,
     "security": SecuritySettings,
+    "download": DownloadSettings,
+    "github": GitHubSettings,
+    "bitbucket": BitbucketSettings,
+    "git": GitSettings,
 }
 
 # (key, YAML value, expected value, other keys of the same section the value needs)
@@ -89,6 +97,31 @@ USED_KEYS: list[tuple[str, str, object, dict[str, str]]] = [
     ("clock.max_skew_seconds", "120", 120.0, {}),
     ("clock.timeout_seconds", "0.5", 0.5, {}),
     ("security.trusted_keys", "{k1: /etc/k1.pem}", (("k1", Path("/etc/k1.pem")),), {}),
+    ("download.max_bytes", "2G", 2 * 1024**3, {}),
+    ("download.connect_timeout_seconds", "5", 5.0, {}),
+    ("download.retries", "5", 5, {}),
+    ("download.part_size", "8M", 8 * 1024**2, {}),
+    ("download.parallel_parts", "8", 8, {}),
+    ("download.no_proxy", "[s3.internal, .corp]", ("s3.internal", ".corp"), {}),
+    (
+        "github.api_url",
+        "https://github.example.com/api/v3",
+        "https://github.example.com/api/v3",
+        {},
+    ),
+    ("github.token_file", "/etc/gh-token", Path("/etc/gh-token"), {}),
+    ("bitbucket.api_url", "https://bb.example.com", "https://bb.example.com", {}),
+    ("bitbucket.flavor", "server", "server", {}),
+    ("bitbucket.username", "deployer", "deployer", {}),
+    ("bitbucket.password_file", "/etc/bb-pass", Path("/etc/bb-pass"), {}),
+    ("bitbucket.token_file", "/etc/bb-token", Path("/etc/bb-token"), {}),
+    ("git.executable", "/usr/local/bin/git", "/usr/local/bin/git", {}),
+    ("git.codecommit_username", "ops-at-1234", "ops-at-1234", {}),
+    ("git.codecommit_password_file", "/etc/cc-pass", Path("/etc/cc-pass"), {}),
+    ("git.username", "deployer", "deployer", {}),
+    ("git.password_file", "/etc/git-pass", Path("/etc/git-pass"), {}),
+    ("git.ssh_key_file", "/etc/deploy-key", Path("/etc/deploy-key"), {}),
+    ("git.timeout_seconds", "30", 30.0, {}),
 ]
 
 # The real agent's keys this agent does not use, with a valid value each.
