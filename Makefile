@@ -15,8 +15,8 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed
 
 lint: venv
-	$(BIN)/ruff check codedeploy_agent tests bench examples
-	$(BIN)/ruff format --check codedeploy_agent tests bench examples
+	$(BIN)/ruff check codedeploy_agent codedeploy_server tests bench examples
+	$(BIN)/ruff format --check codedeploy_agent codedeploy_server tests bench examples
 	$(BIN)/lint-imports
 
 types: venv
