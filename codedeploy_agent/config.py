@@ -166,8 +166,16 @@ class GitSettings:
     password_file: Path | None = None
     #: For ssh remotes: the private key to use (`GIT_SSH_COMMAND=ssh -i ...`).
     ssh_key_file: Path | None = None
+    #: For ssh remotes: a known_hosts file with the servers' host keys (default: ssh's own,
+    #: `~/.ssh/known_hosts` of the agent's user). Unknown hosts are refused, never trusted.
+    ssh_known_hosts_file: Path | None = None
     #: Seconds a clone may take.
     timeout_seconds: float = 600.0
+    #: The CodeCommit clone URL; `{region}` and `{repository}` are filled in from the revision.
+    #: Override it for VPC endpoints (`https://vpce-...-git-codecommit.{region}.vpce...`).
+    codecommit_url_template: str = (
+        "https://git-codecommit.{region}.amazonaws.com/v1/repos/{repository}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -659,7 +667,15 @@ _SECTIONS: Final[Mapping[str, _Section]] = {
                 "username": _text(),
                 "password_file": _path,
                 "ssh_key_file": _path,
+                "ssh_known_hosts_file": _path,
                 "timeout_seconds": _number(0.0, above=True),
+                "codecommit_url_template": _text(
+                    r"(?=.*\{repository\})https?://[^\s{}]*"
+                    r"(?:\{(?:region|repository)\}[^\s{}]*)*",
+                    "must be an http:// or https:// URL containing {repository} (and, if "
+                    "needed, {region}), such as "
+                    "https://git-codecommit.{region}.amazonaws.com/v1/repos/{repository}",
+                ),
             }
         ),
     ),

@@ -121,7 +121,14 @@ USED_KEYS: list[tuple[str, str, object, dict[str, str]]] = [
     ("git.username", "deployer", "deployer", {}),
     ("git.password_file", "/etc/git-pass", Path("/etc/git-pass"), {}),
     ("git.ssh_key_file", "/etc/deploy-key", Path("/etc/deploy-key"), {}),
+    ("git.ssh_known_hosts_file", "/etc/known", Path("/etc/known"), {}),
     ("git.timeout_seconds", "30", 30.0, {}),
+    (
+        "git.codecommit_url_template",
+        "https://vpce-1.git-codecommit.{region}.vpce.amazonaws.com/v1/repos/{repository}",
+        "https://vpce-1.git-codecommit.{region}.vpce.amazonaws.com/v1/repos/{repository}",
+        {},
+    ),
 ]
 
 # The real agent's keys this agent does not use, with a valid value each.
