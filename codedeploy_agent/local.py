@@ -7,6 +7,7 @@ plus live progress and a summary of every event at the end.
 from __future__ import annotations
 
 import random
+import re
 import string
 import sys
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ class LocalOptions:
     application_name: str | None = None
     events: str | None = None
     appspec_filename: str | None = None
+    #: `NAME=ssm:/path` pairs: Parameter Store values handed to hooks as environment variables.
+    parameters: tuple[str, ...] = ()
 
 
 def random_deployment_id() -> str:
@@ -223,7 +226,31 @@ def _github_revision(location: str, host: str, path: str, kind: BundleType) -> G
     )
 
 
-def build_spec(opts: LocalOptions, deployment_id: str | None = None) -> DeploymentSpec:
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_parameters(parameters: tuple[str, ...]) -> dict[str, str]:
+    """`NAME=ssm:/path` flags -> {NAME: parameter name}; LocalUsageError for a bad one."""
+    entries: dict[str, str] = {}
+    for given in parameters:
+        name, sep, source = given.partition("=")
+        if not sep or not _ENV_NAME.fullmatch(name) or not source.startswith("ssm:"):
+            raise LocalUsageError(
+                f"parameter {given} is not in the expected format NAME=ssm:/parameter/name "
+                "(NAME a shell variable name, the value a Parameter Store parameter)"
+            )
+        parameter = source.removeprefix("ssm:")
+        if not parameter:
+            raise LocalUsageError(f"parameter {given} names no Parameter Store parameter")
+        entries[name] = parameter
+    return entries
+
+
+def build_spec(
+    opts: LocalOptions,
+    deployment_id: str | None = None,
+    environment: dict[str, str] | None = None,
+) -> DeploymentSpec:
     """Validate the options and turn them into the spec the executor runs."""
     validate_options(opts)
     given = split_events(opts.events)
@@ -237,6 +264,7 @@ def build_spec(opts: LocalOptions, deployment_id: str | None = None) -> Deployme
         file_exists_behavior=opts.file_exists_behavior.upper(),
         all_possible_lifecycle_events=all_possible_events(given),
         lifecycle_events=events_to_run(given),
+        environment=environment or {},
     )
 
 
@@ -295,7 +323,15 @@ def print_summary(result: DeploymentResult, out: TextIO) -> None:
 
 async def run_local(opts: LocalOptions, config: AgentConfig, out: TextIO = sys.stdout) -> int:
     """Run a local deployment; print progress, the real tool's messages and a summary."""
-    spec = build_spec(opts)
+    validate_options(opts)
+    secrets = parse_parameters(opts.parameters)
+    environment: dict[str, str] = {}
+    if secrets:
+        # Resolved before anything runs: a missing parameter fails the deployment up front.
+        from codedeploy_agent.sources.secrets import resolve_environment  # noqa: PLC0415
+
+        environment = await resolve_environment(secrets, config)
+    spec = build_spec(opts, environment=environment)
     executor = DeploymentExecutor(config)
     folder = executor.root.deployment(spec.deployment_group_id, spec.deployment_id).path
     print(f"Starting to execute deployment from within folder {folder}", file=out, flush=True)

@@ -21,7 +21,7 @@ from codedeploy_agent.clock import ClockMonitor
 from codedeploy_agent.daemon.jobs import JobsClient
 from codedeploy_agent.daemon.state import RUNNING, JobLedger
 from codedeploy_agent.diagnostics import RESTART_MESSAGE
-from codedeploy_agent.errors import AgentError, BundleError
+from codedeploy_agent.errors import AgentError
 from codedeploy_agent.executor import DeploymentExecutor, EventResult, EventStatus
 from codedeploy_agent.log import get_logger
 from codedeploy_agent.protocol.errors import JobRejected, RejectReason
@@ -285,11 +285,11 @@ class JobWorker:
     async def _secrets(self, doc: JobDocument) -> dict[str, str]:
         if not doc.environment:
             return {}
-        names = ", ".join(sorted(doc.environment))
-        raise BundleError(
-            f"The job asks for Parameter Store secrets ({names}), which this agent version "
-            "cannot resolve yet. Deploy without the Environment block or upgrade the agent."
-        )
+        # Imported here: only jobs with secrets load the Parameter Store adapter (and boto3).
+        from codedeploy_agent.sources.secrets import resolve_environment  # noqa: PLC0415
+
+        entries = {name: entry.ssm_parameter for name, entry in doc.environment.items()}
+        return await resolve_environment(entries, self.executor.config)
 
 
 def _needs_sigv4(doc: JobDocument) -> bool:

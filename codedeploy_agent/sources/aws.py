@@ -35,9 +35,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar, cast
 
 from codedeploy_agent.clock import TIME_SYNC_HINT, ClockSkewError, SkewReading, measure_skew
-from codedeploy_agent.config import FIPS_REGIONS, AgentConfig, ClockSettings, OnPremConfig
+from codedeploy_agent.config import (
+    FIPS_REGIONS,
+    AgentConfig,
+    ClockSettings,
+    OnPremConfig,
+    load_onprem_config,
+)
 from codedeploy_agent.errors import ConfigError
 from codedeploy_agent.log import get_logger
+from codedeploy_agent.sources.proxy import proxy_for
+from codedeploy_agent.sources.redact import redact_url
 
 if TYPE_CHECKING:
     from boto3.session import Session  # type: ignore[import-untyped,unused-ignore]
@@ -97,10 +105,9 @@ def aws_session(config: AgentConfig) -> Session:
     Raises ConfigError when the on-premises file is invalid, its credentials file is unreadable,
     no region can be found, FIPS mode is asked for outside the USA, or no credentials exist.
     """
-    import boto3  # noqa: PLC0415 - lazily: the daemon must not load the SDK at start
-    import botocore.session  # noqa: PLC0415
-
-    from codedeploy_agent.config import load_onprem_config  # noqa: PLC0415 - light, but local
+    # Lazily: the daemon must not load the SDK at start.
+    import boto3  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
+    import botocore.session  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
 
     onprem = load_onprem_config(config.on_premises_config_file)
     core = botocore.session.Session()
@@ -139,7 +146,9 @@ def _region(core: Any, onprem: OnPremConfig | None) -> str:
         # On EC2 the region comes from the instance metadata service. botocore's provider
         # honours AWS_EC2_METADATA_DISABLED and AWS_EC2_METADATA_SERVICE_ENDPOINT (tests point
         # it at a local server) and gives up after one short attempt.
-        from botocore.utils import IMDSRegionProvider  # noqa: PLC0415
+        from botocore.utils import (  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
+            IMDSRegionProvider,
+        )
 
         found = IMDSRegionProvider(session=core).provide()
         if isinstance(found, str) and found:
@@ -158,14 +167,15 @@ def _region(core: Any, onprem: OnPremConfig | None) -> str:
 
 def _read_session_credentials(path: Path, onprem: OnPremConfig) -> dict[str, str]:
     """The `default` profile of an IAM session's shared-credentials file, as botocore metadata."""
-    where = f"the credentials file {path} (aws_credentials_file in {onprem.source})"
+    where = f"The credentials file {path} (aws_credentials_file in {onprem.source})"
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise ConfigError(
-            f"Cannot read {where}: {reason}. The IAM session's credentials must be readable by "
-            "the agent (the process that refreshes them writes this file)."
+            f"Cannot read {where[0].lower()}{where[1:]}: {reason}. The IAM session's "
+            "credentials must be readable by the agent (the process that refreshes them "
+            "writes this file)."
         ) from exc
     parser = configparser.RawConfigParser()
     try:
@@ -206,7 +216,9 @@ class _SessionFileProvider:
         self._onprem = onprem
 
     def load(self) -> object:
-        from botocore.credentials import RefreshableCredentials  # noqa: PLC0415
+        from botocore.credentials import (  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
+            RefreshableCredentials,
+        )
 
         def refresh() -> dict[str, str]:
             return _read_session_credentials(self._path, self._onprem)
@@ -246,9 +258,7 @@ def ssm_client(config: AgentConfig) -> AwsClient[SsmApi]:
 
 
 def _client(config: AgentConfig, service: AwsService) -> tuple[object, dict[str, Any]]:
-    from botocore.config import Config  # noqa: PLC0415
-
-    from codedeploy_agent.sources.proxy import proxy_for  # noqa: PLC0415
+    from botocore.config import Config  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
 
     session = aws_session(config)
     credentials = session.get_credentials()
@@ -271,11 +281,18 @@ def _client(config: AgentConfig, service: AwsService) -> tuple[object, dict[str,
     }
     if config.use_fips_mode:
         settings["use_fips_endpoint"] = True
-    custom = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if service is AwsService.S3 and custom:
-        # S3-compatible stores (MinIO, Ceph) rarely serve bucket sub-domains; path style works
-        # with every one of them and with AWS.
-        settings["s3"] = {"addressing_style": "path"}
+    if service is AwsService.S3:
+        # Regional in us-east-1 too (botocore's default there is the global endpoint), so the
+        # endpoint in messages, proxy choices and VPC endpoint policies is the one requests use.
+        s3_settings = {"us_east_1_regional_endpoint": "regional"}
+        custom = (
+            endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        )
+        if custom:
+            # S3-compatible stores (MinIO, Ceph) rarely serve bucket sub-domains; path style
+            # works with every one of them and with AWS.
+            s3_settings["addressing_style"] = "path"
+        settings["s3"] = s3_settings
     client = session.client(service.value, endpoint_url=endpoint, config=Config(**settings))
     endpoint_url = str(client.meta.endpoint_url)
     proxy = proxy_for(endpoint_url, config, os.environ)
@@ -283,28 +300,21 @@ def _client(config: AgentConfig, service: AwsService) -> tuple[object, dict[str,
         settings["proxies"] = {"http": proxy, "https": proxy}
         client = session.client(service.value, endpoint_url=endpoint, config=Config(**settings))
     source = _describe_credentials(str(credentials.method), config)
+    shown_proxy = None if proxy is None else redact_url(proxy)
     _log.debug(
         "aws_client",
         service=service.value,
         region=session.region_name,
         endpoint=endpoint_url,
         credentials=source,
-        proxy=_without_userinfo(proxy),
+        proxy=shown_proxy,
     )
     return client, {
         "region": str(session.region_name),
         "endpoint_url": endpoint_url,
         "credentials": source,
-        "proxy": _without_userinfo(proxy),
+        "proxy": shown_proxy,
     }
-
-
-def _without_userinfo(url: str | None) -> str | None:
-    """A proxy URL without `user:password@`, for logs and messages."""
-    if url is None or "@" not in url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
 
 
 # --- clock ------------------------------------------------------------------------------------
@@ -421,14 +431,22 @@ class AwsFailure:
         """`Code: message` as AWS said it (no credentials are ever part of it)."""
         return f"{self.code}: {self.detail}" if self.detail else self.code
 
+    @property
+    def sentence(self) -> str:
+        """`summary` ending with one full stop."""
+        text = self.summary
+        return text if text.endswith((".", "!", "?")) else f"{text}."
+
 
 def classify(exc: BaseException) -> AwsFailure | None:
     """Classify a botocore/boto3 exception; None for anything else (a bug, not AWS's answer)."""
-    from botocore import exceptions as bx  # noqa: PLC0415 - loaded already if exc came from it
+    # Loaded already when exc came from it.
+    from botocore import exceptions as bx  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415
 
     if isinstance(exc, bx.ClientError):
-        error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
-        metadata = exc.response.get("ResponseMetadata", {}) if isinstance(exc.response, dict) else {}
+        response = exc.response if isinstance(exc.response, dict) else {}
+        error = response.get("Error") or {}
+        metadata = response.get("ResponseMetadata") or {}
         code = str(error.get("Code") or "Unknown")
         detail = str(error.get("Message") or "")
         raw_status = metadata.get("HTTPStatusCode")
@@ -440,9 +458,13 @@ def classify(exc: BaseException) -> AwsFailure | None:
         return AwsFailure(FailureKind.CREDENTIALS, name, detail)
     if isinstance(exc, bx.CredentialRetrievalError):
         return AwsFailure(FailureKind.CREDENTIALS, name, detail)
-    if isinstance(
-        exc, bx.ResponseStreamingError | bx.IncompleteReadError | bx.ReadTimeoutError
-    ) or isinstance(exc, bx.ConnectionClosedError):
+    interrupted = (
+        bx.ResponseStreamingError,
+        bx.IncompleteReadError,
+        bx.ReadTimeoutError,
+        bx.ConnectionClosedError,
+    )
+    if isinstance(exc, interrupted):
         return AwsFailure(FailureKind.INTERRUPTED, name, detail)
     if isinstance(exc, bx.ConnectionError | bx.HTTPClientError):
         return AwsFailure(FailureKind.NETWORK, name, detail)
@@ -477,8 +499,7 @@ def advice(failure: AwsFailure, client: AwsClient[Any], *, permissions: str) -> 
     """
     if failure.kind is FailureKind.ACCESS_DENIED:
         return (
-            f"The host's AWS identity (credentials from {client.credentials}) needs "
-            f"{permissions}."
+            f"The host's AWS identity (credentials from {client.credentials}) needs {permissions}."
         )
     if failure.kind is FailureKind.CREDENTIALS:
         return (

@@ -78,4 +78,3 @@ def redact_url(url: str) -> str:
                 for name, value in pairs
             )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-

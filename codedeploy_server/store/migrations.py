@@ -86,4 +86,18 @@ MIGRATIONS: Final[tuple[tuple[int, str, tuple[str, ...]], ...]] = (
                 value BIGINT NOT NULL)""",
         ),
     ),
+    (
+        2,
+        "instance health per deployment group (rollout engine; the API's scheduling order)",
+        (
+            """CREATE TABLE instance_health (
+                group_id TEXT NOT NULL,
+                instance_name TEXT NOT NULL,
+                healthy INTEGER NOT NULL,
+                revision TEXT,
+                deployment_id TEXT NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (group_id, instance_name))""",
+        ),
+    ),
 )

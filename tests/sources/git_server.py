@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 
 _HTTP_BACKEND: Final = "/usr/lib/git-core/git-http-backend"
@@ -102,6 +103,31 @@ def _commit(work: Path, message: str) -> str:
     return git("rev-parse", "HEAD", cwd=work)
 
 
+def make_one_commit_repository(
+    root: Path,
+    name: str,
+    files: dict[str, str],
+    symlinks: dict[str, str] | None = None,
+    *,
+    object_format: str = "sha1",
+) -> Repository:
+    """A bare repository `root/<name>.git` with one commit (`only`) of `files` and `symlinks`."""
+    work = root / f"{name}-work"
+    work.mkdir(parents=True)
+    git("init", "--quiet", "--initial-branch=main", f"--object-format={object_format}", cwd=work)
+    for relative, content in files.items():
+        (work / relative).parent.mkdir(parents=True, exist_ok=True)
+        (work / relative).write_text(content)
+    for relative, target in (symlinks or {}).items():
+        (work / relative).parent.mkdir(parents=True, exist_ok=True)
+        (work / relative).symlink_to(target)
+    commit = _commit(work, "only")
+    bare = root / f"{name}.git"
+    git("clone", "--quiet", "--bare", str(work), str(bare))
+    shutil.rmtree(work)
+    return Repository(bare, {"only": commit})
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """One request the server answered."""
@@ -147,7 +173,9 @@ class GitHttpServer:
         handler = _handler_for(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -194,7 +222,7 @@ def _handler_for(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
 
         def _body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().strip().split(b";")[0], 16)
                     if size == 0:
@@ -272,9 +300,10 @@ class GitRepos:
     refusing: Repository
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def git_repos(tmp_path_factory: pytest.TempPathFactory) -> GitRepos:
-    """Two bare repositories with the same three commits under one project root."""
+    """Two bare repositories with the same three commits under one project root (read-only:
+    shared by every test of the session)."""
     root = tmp_path_factory.mktemp("remotes")
     fast = make_repository(root, "app", allow_sha_fetch=True)
     refusing = make_repository(root, "strict", allow_sha_fetch=False)
@@ -283,9 +312,58 @@ def git_repos(tmp_path_factory: pytest.TempPathFactory) -> GitRepos:
 
 @pytest.fixture
 def git_server(git_repos: GitRepos) -> Iterator[GitHttpServer]:
-    """An unauthenticated http-backend server for `git_repos` (set `authorize` to require auth)."""
-    server = GitHttpServer(git_repos.root, v0_only=frozenset({git_repos.refusing.name})).start()
+    """An http-backend server for `git_repos`, protocol v0 (so `allow_sha_fetch` decides), no
+    authentication until a test sets `authorize`."""
+    v0 = frozenset({git_repos.fast.name, git_repos.refusing.name})
+    server = GitHttpServer(git_repos.root, v0_only=v0).start()
     try:
         yield server
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# What the agent's git processes show to other users of the host.
+
+
+def recording_git(folder: Path) -> tuple[Path, Path]:
+    """A `git` wrapper that appends `<pid> <argv...>` to a log, then execs the system git.
+
+    Returns (the wrapper, its log); set the wrapper as `git.executable`.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "argv.log"
+    wrapper = folder / "git"
+    real = shutil.which("git")
+    assert real is not None
+    wrapper.write_text(f'#!/bin/sh\necho "$$ $*" >> {log}\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, log
+
+
+class CommandLines:
+    """Every command line seen on the host while it runs (sampled from /proc every 2 ms)."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> CommandLines:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.002):
+            for proc in psutil.process_iter(["cmdline"]):
+                cmdline = proc.info.get("cmdline")
+                if cmdline:
+                    self.seen.add(" ".join(cmdline))
+
+    def containing(self, text: str) -> list[str]:
+        """The command lines seen that contain `text`."""
+        return sorted(line for line in self.seen if text in line)

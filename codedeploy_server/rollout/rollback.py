@@ -1,0 +1,203 @@
+"""Automatic rollback (service reference §4.1): a new deployment of the group's last known good
+revision, written in the same transaction that ends the failed (or stopped) deployment.
+
+Decisions where AWS documents nothing (§11 gaps 1 and 2):
+
+- **Which instances.** Every instance the failed deployment *attempted* (succeeded, failed,
+  or interrupted: they may be on the new revision or half-installed), plus every instance it
+  did *not* reach unless the engine knows that instance is Healthy on exactly the revision
+  being restored (`instance_health`). So the failed hosts and the ones not yet reached all end
+  up on the old revision (issue 5), without restarting the application on hosts that already
+  run it.
+- **Which revision and options.** The revision of the group's `lastSuccessfulDeployment`, with
+  that deployment's `fileExistsBehavior` (§4.1); `ignoreApplicationStopFailures` and the
+  deployment config of the failed deployment. The rollback itself is never rolled back (its
+  creator is `codeDeployRollback`), so a broken old revision cannot loop.
+- **No last known good revision** (the group's first deployment failed): no rollback; the
+  failed deployment's `rollbackInfo.rollbackMessage` says why. The same when no instance needs
+  it.
+- **Messages.** `rollbackInfo.rollbackMessage` on the failed deployment says which deployment
+  rolls back and is updated when that one ends (succeeded / failed / stopped).
+
+The rows are written the way the API writes a new deployment (server.md conventions): the
+failed deployment's document is the template (its private keys included), status `Created`,
+targets `Pending` with every lifecycle event `Pending`, `position` = scheduling order.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from typing import Any, Final
+
+from codedeploy_server.rollout import health
+from codedeploy_server.rollout.events import TargetStatus, pending_events
+from codedeploy_server.rollout.records import DeploymentRecord, deployment_doc
+from codedeploy_server.store import Tx, dumps
+
+ROLLBACK_CREATOR: Final = "codeDeployRollback"
+_ID_ALPHABET: Final = string.ascii_uppercase + string.digits
+#: Keys of the failed deployment's document that describe its run, not a new deployment.
+_RUN_KEYS: Final = frozenset(
+    {
+        "status",
+        "errorInformation",
+        "createTime",
+        "startTime",
+        "completeTime",
+        "deploymentOverview",
+        "rollbackInfo",
+        "previousRevision",
+        "deploymentStatusMessages",
+        "additionalDeploymentStatusInfo",
+        "instanceTerminationWaitTimeStarted",
+        "relatedDeployments",
+        "targetInstances",
+        "description",
+        "externalId",
+        "_engine",
+        "_jobDocument",
+        "_stopRequest",
+        "_cancels",
+        "_rollbackOf",
+        "_revisionFrom",
+    }
+)
+
+
+def new_deployment_id() -> str:
+    """`d-` and 9 upper-case letters and digits, like CodeDeploy's ids."""
+    return "d-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(9))
+
+
+def no_revision_message(group_name: str) -> str:
+    """rollbackMessage when the group never had a successful deployment."""
+    return (
+        "Automatic rollback was not performed: deployment group "
+        f"{group_name} has no earlier successful deployment, so there is no last known good "
+        "revision to roll back to."
+    )
+
+
+def started_message(rollback_id: str, source_id: str) -> str:
+    """rollbackMessage while the rollback runs."""
+    return (
+        f"Automatic rollback deployment {rollback_id} is redeploying the last known good "
+        f"revision (from deployment {source_id})."
+    )
+
+
+def ended_message(rollback_id: str, source_id: str, status: str) -> str:
+    """rollbackMessage once the rollback ended."""
+    verb = {"Succeeded": "succeeded", "Failed": "failed", "Stopped": "was stopped"}[status]
+    return (
+        f"Automatic rollback deployment {rollback_id} {verb} redeploying the last known good "
+        f"revision (from deployment {source_id})."
+    )
+
+
+async def create_rollback(
+    tx: Tx,
+    failed: DeploymentRecord,
+    group_id: str,
+    group: dict[str, Any],
+    *,
+    now: float,
+    owner: str | None,
+    lease_until: float | None,
+) -> tuple[str | None, str]:
+    """Write the rollback deployment of `failed`; (its id, or None, and the rollbackMessage)."""
+    last = group.get("lastSuccessfulDeployment") or {}
+    source_id = last.get("deploymentId")
+    source = await deployment_doc(tx, source_id) if source_id else None
+    if not source_id or source is None or not source.get("revision"):
+        return None, no_revision_message(failed.group_name)
+    revision = source["revision"]
+    targets = await _targets(tx, failed, group_id, revision)
+    if not targets:
+        return None, (
+            "Automatic rollback was not performed: no instance was changed by this deployment "
+            f"and every instance is already on the last known good revision (from deployment "
+            f"{source_id})."
+        )
+    rollback_id = new_deployment_id()
+    doc: dict[str, Any] = {k: v for k, v in failed.doc.items() if k not in _RUN_KEYS}
+    doc.update(
+        deploymentId=rollback_id,
+        status="Created",
+        createTime=now,
+        creator=ROLLBACK_CREATOR,
+        revision=revision,
+        rollbackInfo={"rollbackTriggeringDeploymentId": failed.deployment_id},
+        deploymentOverview={
+            "Pending": len(targets),
+            "InProgress": 0,
+            "Succeeded": 0,
+            "Failed": 0,
+            "Skipped": 0,
+            "Ready": 0,
+        },
+        _rollbackOf=failed.deployment_id,
+        _revisionFrom=source_id,
+    )
+    doc.pop("fileExistsBehavior", None)
+    if source.get("fileExistsBehavior"):
+        doc["fileExistsBehavior"] = source["fileExistsBehavior"]
+    await tx.execute(
+        "INSERT INTO deployments (deployment_id, application_name, group_name, status, "
+        "create_time, complete_time, owner, lease_until, doc) "
+        "VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+        (
+            rollback_id,
+            failed.application_name,
+            failed.group_name,
+            "Created",
+            now,
+            owner,
+            lease_until,
+            dumps(doc),
+        ),
+    )
+    for position, old in enumerate(targets):
+        target: dict[str, Any] = {
+            key: old.doc[key]
+            for key in ("targetId", "targetArn", "instanceLabel")
+            if key in old.doc
+        }
+        names = [e["lifecycleEventName"] for e in old.doc.get("lifecycleEvents", [])]
+        target.update(
+            deploymentId=rollback_id,
+            targetId=old.target_id,
+            status=TargetStatus.PENDING.value,
+            lastUpdatedAt=now,
+            lifecycleEvents=pending_events(names),
+        )
+        await tx.execute(
+            "INSERT INTO deployment_targets (deployment_id, target_id, status, position, doc) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (rollback_id, old.target_id, TargetStatus.PENDING.value, position, dumps(target)),
+        )
+    return rollback_id, started_message(rollback_id, source_id)
+
+
+async def _targets(
+    tx: Tx, failed: DeploymentRecord, group_id: str, revision: dict[str, Any]
+) -> list[Any]:
+    """The failed deployment's targets the rollback must reach, in its scheduling order."""
+    known = await health.health_of(tx, group_id, [t.target_id for t in failed.targets])
+    chosen = []
+    for target in failed.targets:
+        attempted = target.status in (TargetStatus.SUCCEEDED, TargetStatus.FAILED)
+        if attempted or not health.is_current(known.get(target.target_id), revision):
+            chosen.append(target)
+    return chosen
+
+
+__all__ = [
+    "ROLLBACK_CREATOR",
+    "create_rollback",
+    "ended_message",
+    "new_deployment_id",
+    "no_revision_message",
+    "started_message",
+]
