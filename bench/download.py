@@ -16,6 +16,7 @@ Prints a Markdown table; the numbers go to BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import http.server
 import os
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,7 @@ def timed_peer(url: str, out: Path) -> tuple[float, str]:
     return time.perf_counter() - start, line.stdout.split()[0]
 
 
-def timed_ours(url: str, out: Path, config: AgentConfig) -> tuple[float, str]:
+def timed_ours(url: str, out: Path, *, config: AgentConfig) -> tuple[float, str]:
     start = time.perf_counter()
     result = download(url, out, config=config, label="bench bundle", environ={})
     return time.perf_counter() - start, result.sha256
@@ -140,13 +142,14 @@ def main() -> None:
             _wait_for(port)
             base = AgentConfig(root_dir=work / "root")
             one = replace(base, download=DownloadSettings(parallel_parts=1))
+            runners: dict[str, Callable[[Path], tuple[float, str]]] = {
+                "peer": functools.partial(timed_peer, url),
+                "parallel": functools.partial(timed_ours, url, config=base),
+                "single": functools.partial(timed_ours, url, config=one),
+            }
             runs: dict[str, list[float]] = {"peer": [], "parallel": [], "single": [], "rehash": []}
             for n in range(args.rounds):
-                for name, run in (
-                    ("peer", lambda out: timed_peer(url, out)),
-                    ("parallel", lambda out: timed_ours(url, out, base)),
-                    ("single", lambda out: timed_ours(url, out, one)),
-                ):
+                for name, run in runners.items():
                     out = work / f"{name}-{n}.bin"
                     seconds, digest = run(out)
                     assert digest == expected, (name, digest, expected)
@@ -154,6 +157,10 @@ def main() -> None:
                     if name == "single":
                         runs["rehash"].append(timed_rehash(out))
                     out.unlink()
+                print(
+                    f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()),
+                    file=sys.stderr,
+                )
         finally:
             server.terminate()
             server.wait()
@@ -165,7 +172,7 @@ def main() -> None:
     print("| measurement | ours | peer | ratio | target |")
     print("|---|---|---|---|---|")
     print(
-        f"| {size} download + sha256, 4 × 64 MiB ranged parts (default) vs `curl -o` + `sha256sum` | {parallel:.2f} s | {peer:.2f} s | {parallel / peer:.2f}x | <= 1.2x |"
+        f"| {size} download + sha256, 4 x 64 MiB ranged parts (default) vs `curl -o` + `sha256sum` | {parallel:.2f} s | {peer:.2f} s | {parallel / peer:.2f}x | <= 1.2x |"
     )
     print(
         f"| {size} download + sha256, one connection vs `curl -o` + `sha256sum` | {single:.2f} s | {peer:.2f} s | {single / peer:.2f}x | <= 1.2x |"

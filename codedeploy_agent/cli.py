@@ -95,6 +95,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="agent config (default: /etc/codedeploy-agent/conf/codedeployagent.yml)",
     )
     local.add_argument(
+        "-p",
+        "--parameter",
+        action="append",
+        default=[],
+        metavar="NAME=ssm:/PATH",
+        help="pass a Parameter Store value (SecureString too) to the hooks as $NAME; "
+        "repeatable; the value never appears in any log",
+    )
+    local.add_argument(
         "-A",
         "--appspec-filename",
         default=None,

@@ -399,18 +399,20 @@ class _Transfer:
 
     def _accept(self, opened: Opened, part: _Part) -> None:
         """Check a 200/206 answer against what `part` asked for."""
-        if not self.discovered:
-            self._discover(opened, part)
-        elif opened.response.status == 206:
+        status = opened.response.status
+        if status == 206 and self.discovered:
             self._check_resumed(opened, part)
-        elif self.split:  # 200 to a ranged part: the server stopped honouring ranges
+            return
+        if status == 200 and self.split:  # the server stopped honouring ranges
             raise self.ctx.fail(
                 "the server ignored a range request it honoured before; the object was "
                 "probably replaced during the download. Try the deployment again."
             )
-        elif part.done:
+        if part.done:
             _log.info("download restarting", source=self.ctx.label, reason="no range support")
             self._restart(part)
+        # The whole body is coming (again): learn its size and validators, check them.
+        self._discover(opened, part)
 
     def _unsatisfiable(self, opened: Opened, part: _Part) -> Opened:
         if not self.discovered and self.initial_range:
@@ -598,6 +600,8 @@ class _OrderedHasher:
         self._digest: str | None = None
         self._hashed = 0
         self._error: OSError | None = None
+        #: Parts before this one are complete (they never become incomplete, except on reset).
+        self._index = 0
         self._thread = threading.Thread(target=self._run, name="download-hash", daemon=True)
 
     def start(self) -> None:
@@ -607,6 +611,7 @@ class _OrderedHasher:
     def reset(self) -> None:
         """Start over from byte zero (call with `condition` held)."""
         self._generation += 1
+        self._index = 0
         self.condition.notify_all()
 
     def finish(self, size: int) -> str:
@@ -630,11 +635,10 @@ class _OrderedHasher:
             self._thread.join()
 
     def _written(self) -> int:
-        """Bytes written contiguously from offset zero."""
-        for part in self.parts:
-            if not part.complete:
-                return part.position
-        return self.parts[-1].position
+        """Bytes written contiguously from offset zero (call with `condition` held)."""
+        while self._index < len(self.parts) - 1 and self.parts[self._index].complete:
+            self._index += 1
+        return self.parts[self._index].position
 
     def _run(self) -> None:
         digest = hashlib.sha256()

@@ -83,8 +83,13 @@ class Output:
         self.err.flush()
 
     def show(self, renderable: RenderableType) -> None:
-        """Draw a rich renderable on `out`."""
-        self.console.print(renderable)
+        """Draw a rich renderable on `out` (outside a terminal, without trailing blanks)."""
+        if self.tty:
+            self.console.print(renderable)
+            return
+        with self.console.capture() as captured:
+            self.console.print(renderable)
+        self.lines(line.rstrip() for line in captured.get().splitlines())
 
 
 def _isatty(stream: TextIO) -> bool:

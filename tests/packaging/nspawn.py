@@ -34,7 +34,9 @@ from typing import Final, Self
 
 import psutil
 
-CACHE: Final = Path(os.environ.get("CODEDEPLOY_AGENT_TEST_ROOTFS", "/var/tmp/codedeploy-agent-test-rootfs"))
+CACHE: Final = Path(
+    os.environ.get("CODEDEPLOY_AGENT_TEST_ROOTFS", "/var/tmp/codedeploy-agent-test-rootfs")
+)
 SUITE: Final = "bookworm"
 #: minbase has no init system; systemd-sysv makes the root bootable.
 INCLUDE: Final = ("systemd-sysv",)
@@ -46,6 +48,14 @@ _ENV: Final = (
     "DEBIAN_FRONTEND=noninteractive",
 )
 TOOLS: Final = ("debootstrap", "systemd-nspawn", "nsenter")
+_NSPAWN: Final = (
+    "systemd-nspawn",
+    "--boot",
+    "--register=no",
+    "--keep-unit",
+    "--quiet",
+    "--console=pipe",
+)
 
 
 def missing_tools() -> list[str]:
@@ -62,7 +72,9 @@ def debian_mirror() -> str:
     for source in sources:
         with contextlib.suppress(OSError):
             text = source.read_text()
-            for uri in re.findall(r"(?:^URIs:|^deb)\s+(?:\[[^]]*\]\s+)?(\S+)", text, re.MULTILINE):
+            pattern = r"(?:^URIs:|^deb)\s+(?:\[[^]]*\]\s+)?(\S+)"
+            for match in re.finditer(pattern, text, re.MULTILINE):
+                uri = match.group(1)
                 if uri.rstrip("/").endswith("/debian") and "security" not in uri:
                     return uri
     return "http://deb.debian.org/debian"
@@ -108,7 +120,9 @@ def _build_cache(cache: Path, mirror: str) -> None:
     ])  # fmt: skip
     (building / "etc/apt/sources.list").write_text(f"deb {mirror} {SUITE} main\n")
     _run(["chroot", building, "apt-get", "update", "-qq"])
-    (building / _MARKER).write_text(json.dumps({"suite": SUITE, "include": INCLUDE, "prefetch": []}))
+    (building / _MARKER).write_text(
+        json.dumps({"suite": SUITE, "include": INCLUDE, "prefetch": []})
+    )
     shutil.rmtree(cache, ignore_errors=True)
     building.rename(cache)
 
@@ -152,10 +166,7 @@ class Container:
     def __enter__(self) -> Self:
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                [
-                    "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--quiet",
-                    "--console=pipe", f"--directory={self.root}",
-                ],  # fmt: skip
+                [*_NSPAWN, f"--directory={self.root}"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -193,7 +204,9 @@ class Container:
             if state in ("running", "degraded"):
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the container did not boot (state {state}):\n{self.log_text()}")
+                raise RuntimeError(
+                    f"the container did not boot (state {state}):\n{self.log_text()}"
+                )
             time.sleep(0.1)
 
     def run(

@@ -462,6 +462,29 @@ def test_a_server_that_ignores_ranges_makes_the_download_start_over(
     assert "download restarting" in [entry["event"] for entry in logs]
 
 
+def test_a_replaced_object_is_caught_when_the_download_starts_over(
+    http_server: LocalServer, tmp_path: Path
+) -> None:
+    """If the object changed between attempts (new ETag on the restarted body), the expected
+    ETag check still applies: the download fails instead of mixing versions."""
+
+    def replaced(ex: Exchange) -> None:
+        if ex.count == 1:
+            ex.serve(DATA, etag='"v1"', cut_after=10_000)
+        else:
+            ex.serve(DATA[::-1], etag='"v2"')  # If-Range no longer matches: a full 200
+
+    url = http_server.route("/b", replaced)
+    with pytest.raises(DownloadError) as caught:
+        fetch(
+            url, tmp_path / "b", config=make_config(tmp_path, parallel_parts=1), expected_etag="v1"
+        )
+    assert str(caught.value).startswith(
+        "Expected deployment artifact bundle etag v1 but was actually v2."
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_progress_resets_the_attempt_count(http_server: LocalServer, tmp_path: Path) -> None:
     """A connection that drops every 100,000 bytes still finishes: each attempt got further."""
     url = http_server.route("/b", lambda ex: ex.serve(DATA, cut_after=100_000))
@@ -525,6 +548,30 @@ def test_a_cut_part_resumes_on_its_own(http_server: LocalServer, tmp_path: Path)
     assert f"bytes={2 * part + 1000}-{3 * part - 1}" in ranges
     assert len(ranges) == 6
     assert (tmp_path / "b").read_bytes() == data
+
+
+def test_a_part_answered_503_is_retried_alone(http_server: LocalServer, tmp_path: Path) -> None:
+    """A 5xx on one part is retried for that part only; the file is whole."""
+    data = os.urandom(3 * 1024**2)
+    part = 1024**2
+    failed: list[str] = []
+
+    def fail_second_part_once(ex: Exchange) -> None:
+        wanted = ex.headers.get("range", "")
+        if wanted.startswith(f"bytes={part}-") and not failed:
+            failed.append(wanted)
+            ex.respond(503)
+        else:
+            ex.serve(data)
+
+    url = http_server.route("/b", fail_second_part_once)
+    result = fetch(
+        url, tmp_path / "b", config=make_config(tmp_path, part_size=part, parallel_parts=3)
+    )
+    assert result.sha256 == sha(data)
+    ranges = [seen.headers["range"] for seen in http_server.requests_to("/b")]
+    assert ranges.count(f"bytes={part}-{2 * part - 1}") == 2
+    assert len(ranges) == 4
 
 
 def test_a_failing_part_stops_the_whole_download(http_server: LocalServer, tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ import botocore.session
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.client import BaseClient, Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from codedeploy_server.api import create_api
@@ -184,3 +187,24 @@ async def api(store: Store, botocore_session: botocore.session.Session) -> Async
         yield Api(make_client(botocore_session, url), url, store, rollout, botocore_session)
     finally:
         await server.close()
+
+
+def signed_headers(
+    url: str,
+    body: bytes,
+    *,
+    target: str | None = None,
+    method: str = "POST",
+    access_key: str = ACCESS_KEY,
+    secret_key: str = SECRET_KEY,
+    region: str = REGION,
+    service: str = "codedeploy",
+    headers: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Headers botocore's own SigV4 signer puts on a request to `url` with `body`."""
+    wanted = {"Content-Type": "application/x-amz-json-1.1", **(headers or {})}
+    if target is not None:
+        wanted["X-Amz-Target"] = f"CodeDeploy_20141006.{target}"
+    request = AWSRequest(method=method, url=url, data=body, headers=wanted)
+    SigV4Auth(Credentials(access_key, secret_key), service, region).add_auth(request)
+    return dict(request.headers.items())

@@ -212,6 +212,13 @@ async def wait_until(
             await asyncio.sleep(0.02)
 
 
+async def poll(predicate: Callable[[], bool], timeout: float = 60.0) -> None:  # noqa: ASYNC109
+    """Check a condition on files or processes every 50 ms until it is true."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - files and processes have no event to await
+            await asyncio.sleep(0.05)
+
+
 async def status_of(service: JobsService, thing: str, job_id: str) -> JobStatus | None:
     """The stored status of the latest execution of `job_id` on `thing`."""
     execution = await service.execution(thing, job_id)

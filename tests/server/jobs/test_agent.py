@@ -24,7 +24,14 @@ from codedeploy_server.store import Store, open_store
 from tests.daemon.conftest import KEY_ID, Agent
 from tests.fakes.brokers import MosquittoBroker
 from tests.fakes.bundles import make_keys, signed_job_document, write_bundle
-from tests.server.jobs.conftest import THING, TOPIC_ROOT, Recorder, ServiceFactory, wait_until
+from tests.server.jobs.conftest import (
+    THING,
+    TOPIC_ROOT,
+    Recorder,
+    ServiceFactory,
+    poll,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.asyncio, pytest.mark.timeout(90)]
 
@@ -69,13 +76,26 @@ def document(keys: tuple[Path, Path], bundle: Path, deployment_id: str) -> dict[
     )
 
 
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def events(changes: list[ExecutionChange]) -> list[tuple[str, str]]:
-    """(lifecycleEvent, eventStatus) of every IN_PROGRESS change that reports an event's end."""
-    return [
-        (c.status_details["lifecycleEvent"], c.status_details["eventStatus"])
-        for c in changes
-        if c.status is JobStatus.IN_PROGRESS and "endTime" in c.status_details
-    ]
+    """(lifecycleEvent, eventStatus) of every IN_PROGRESS change that reports an event's end.
+
+    An update that only extends the step timer keeps the previous details: skipped here.
+    """
+    reported: list[tuple[str, str]] = []
+    previous: dict[str, str] | None = None
+    for change in changes:
+        details = change.status_details
+        if change.status is JobStatus.IN_PROGRESS and "endTime" in details and details != previous:
+            reported.append((details["lifecycleEvent"], details["eventStatus"]))
+        previous = details
+    return reported
 
 
 async def test_a_job_succeeds_with_every_lifecycle_event_reported_in_order(
@@ -121,9 +141,11 @@ async def test_a_job_succeeds_with_every_lifecycle_event_reported_in_order(
     assert presence is not None
     assert presence.online
     assert presence.presence.state is PresenceState.ONLINE
-    async with asyncio.timeout(10):
-        while not any("[stdout]started" in line for line in service.recent_log_lines(THING, job)):
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - log lines are best effort, polled
+    await poll(
+        lambda: any("[stdout]started" in line for line in service.recent_log_lines(THING, job)),
+        timeout=10,
+    )
+    await service.mqtt.flush(5)  # the agent gets its last reply before it is stopped
 
 
 async def test_a_failing_hook_fails_the_job_with_its_diagnostics(
@@ -152,6 +174,7 @@ async def test_a_failing_hook_fails_the_job_with_its_diagnostics(
     )
     assert "[stdout]line one" in restore_newlines(details["logTail"])
     assert [e for e, _ in events(recorder.of(job))] == IN_PLACE[:4]
+    await service.mqtt.flush(5)
 
 
 async def test_cancel_mid_hook_kills_it_and_the_next_job_runs(
@@ -174,23 +197,21 @@ async def test_cancel_mid_hook_kills_it_and_the_next_job_runs(
     await service.queue_job(THING, "d-CANCEL001", document(keys, slow, "d-CANCEL001"))
     await service.queue_job(THING, "d-NEXT00001", document(keys, quick, "d-NEXT00001"))
     real_agent.start()
-    async with asyncio.timeout(60):
-        while not (pid_file.exists() and len(pid_file.read_text().split()) == 2):
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - the hook writes a file
+    await poll(lambda: pid_file.exists() and len(pid_file.read_text().split()) == 2)
     pids = [int(p) for p in pid_file.read_text().split()]
     assert all(psutil.pid_exists(p) for p in pids)
 
     assert await service.cancel_job(THING, "d-CANCEL001")
     await recorder.wait_for("d-NEXT00001", JobStatus.SUCCEEDED, timeout=60)
 
-    for pid in pids:
-        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert all(_gone(pid) for pid in pids)
     cancel_changes = recorder.of("d-CANCEL001")
     assert cancel_changes[-1].status is JobStatus.CANCELED
     assert not cancel_changes[-1].by_agent
     execution = await service.execution(THING, "d-CANCEL001")
     assert execution is not None
     assert execution.status is JobStatus.CANCELED
+    await service.mqtt.flush(5)
 
 
 async def test_a_step_timeout_times_the_job_out_and_the_agent_stops_the_hook(
@@ -211,9 +232,7 @@ async def test_a_step_timeout_times_the_job_out_and_the_agent_stops_the_hook(
     job = "d-TIMEOUT01"
     await service.queue_job(THING, job, document(keys, bundle, job), step_timeout_minutes=30)
     real_agent.start()
-    async with asyncio.timeout(60):
-        while not (pid_file.exists() and pid_file.read_text().strip()):
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - the hook writes a file
+    await poll(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
     hook_started = time.perf_counter()
     pid = int(pid_file.read_text())
 
@@ -222,9 +241,7 @@ async def test_a_step_timeout_times_the_job_out_and_the_agent_stops_the_hook(
     print(f"hook start -> TIMED_OUT: {elapsed * 1000:.0f} ms")
     assert not timed_out.by_agent
     assert 1.0 < elapsed < 4.0
-    async with asyncio.timeout(15):
-        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-            await asyncio.sleep(0.05)  # noqa: ASYNC110 - the agent kills the hook
+    await poll(lambda: _gone(pid), timeout=15)
     assert recorder.of(job)[-1] == timed_out
 
 
@@ -250,9 +267,7 @@ async def test_a_server_restart_mid_job_lets_the_job_complete(
         job = "d-RESTART01"
         await first.queue_job(THING, job, document(keys, bundle, job))
         real_agent.start()
-        async with asyncio.timeout(60):
-            while not started.exists():
-                await asyncio.sleep(0.05)  # noqa: ASYNC110 - the hook writes a file
+        await poll(started.exists)
         await first.stop()
         await store.close()
         await asyncio.sleep(3)  # the hook ends and the agent reports while no server runs
@@ -266,6 +281,8 @@ async def test_a_server_restart_mid_job_lets_the_job_complete(
         changes = first_changes.of(job) + second_changes.of(job)
         assert [e for e, _ in events(changes)] == IN_PLACE
         assert [c.version_number for c in changes] == list(range(2, 2 + len(changes)))
+        await second.mqtt.flush(5)
+        real_agent.stop()
         await second.stop()
     finally:
         await store.close()
@@ -305,6 +322,7 @@ async def test_the_embedded_broker_carries_a_job_over_mqtt_3_1_1(
             )
             assert [e for e, _ in events(recorder.of(job))] == IN_PLACE
             await wait_until(lambda: _online(service), timeout=10)
+            await mqtt.flush(5)
         finally:
             agent.stop()
             await service.stop()
@@ -397,6 +415,8 @@ async def test_two_servers_share_one_database_and_answer_each_request_once(
         assert sum(served) == len(requests)
         assert all(count > 0 for count in served)
         assert [e for e, _ in events(recorder.of(job))] == IN_PLACE
+        for service in services:
+            await service.mqtt.flush(5)
     finally:
         agent.stop()
         for service in services:

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 from moto.server import ThreadedMotoServer
 
 from codedeploy_server.opcli.main import main
 from tests.fakes.broker_fixtures import mosquitto, mosquitto_factory  # noqa: F401
+from tests.server.opcli.api_server import ApiServer, ServerThread
 
 ACCESS_KEY = "AKIDOPCLITEST0000001"
 SECRET_KEY = "opcli-test-secret-key"  # noqa: S105 - a test credential
@@ -68,6 +70,24 @@ def moto_url(aws_env: None) -> Iterator[str]:
         pass
     yield url
     server.stop()
+
+
+@pytest.fixture
+def api(aws_env: None, tmp_path: Path) -> Iterator[ApiServer]:
+    """The real API app on 127.0.0.1 (SQLite store, bundle store, scripted rollout engine)."""
+    del aws_env
+    (tmp_path / "server").mkdir()
+    # The server logs with structlog to stdout by default: that is where the CLI under test
+    # writes too (capsys), so the server's log goes to a file instead.
+    with (tmp_path / "server" / "server.log").open("w") as log:
+        structlog.configure(logger_factory=structlog.WriteLoggerFactory(file=log))
+        thread = ServerThread(tmp_path / "server", {ACCESS_KEY: SECRET_KEY})
+        server = thread.start()
+        try:
+            yield server
+        finally:
+            thread.stop()
+            structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -125,11 +125,11 @@ class Fleet:
         store."""
         if self.engine is not None:
             if crash:
-                for task in self.engine._tasks:  # noqa: SLF001 - simulating a dead process
+                for task in self.engine._tasks:
                     task.cancel()
-                await asyncio.gather(*self.engine._tasks, return_exceptions=True)  # noqa: SLF001
+                await asyncio.gather(*self.engine._tasks, return_exceptions=True)
                 assert self.jobs is not None
-                self.jobs.remove_listener(self.engine._on_change)  # noqa: SLF001
+                self.jobs.remove_listener(self.engine._on_change)
             else:
                 await self.engine.stop()
             self.engine = None
@@ -155,7 +155,9 @@ class Fleet:
     def last_successful(self, thing: str) -> Path | None:
         """The deployment directory `<dg>_last_successful_install` of `thing` points at."""
         agent = self.agents[thing]
-        pointers = list((agent.root_dir / "deployment-instructions").glob("*_last_successful_install"))
+        pointers = list(
+            (agent.root_dir / "deployment-instructions").glob("*_last_successful_install")
+        )
         if not pointers:
             return None
         (pointer,) = pointers
@@ -201,7 +203,9 @@ class Fleet:
             "deploymentGroupId": group_id,
             "deploymentGroupName": GROUP,
             "deploymentConfigName": config,
-            "onPremisesInstanceTagFilters": [{"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}],
+            "onPremisesInstanceTagFilters": [
+                {"Key": "role", "Value": "web", "Type": "KEY_AND_VALUE"}
+            ],
             "serviceRoleArn": "arn:aws:iam::000000000000:role/CodeDeploy",
             "deploymentStyle": {
                 "deploymentType": "IN_PLACE",
@@ -349,7 +353,9 @@ class Fleet:
             if doc["status"] in statuses:
                 return doc
             if time.monotonic() > deadline:
-                outputs = "\n".join(f"--- {t}\n{a.output()[-3000:]}" for t, a in self.agents.items())
+                outputs = "\n".join(
+                    f"--- {t}\n{a.output()[-3000:]}" for t, a in self.agents.items()
+                )
                 raise AssertionError(
                     f"{deployment_id} is {doc['status']}, not {statuses}: {doc}\n"
                     f"{await self.targets(deployment_id)}\n{outputs}"
