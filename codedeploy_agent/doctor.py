@@ -368,13 +368,25 @@ def check_tls(config: AgentConfig, *, timeout: float = NETWORK_TIMEOUT) -> list[
             "each must be a readable PEM file: the broker's CA, this host's certificate and its "
             "unencrypted key",
         )
-    checks = _Lines("tls")
+    peer = _handshake(lines, context, endpoint, timeout)
+    if peer:
+        _check_validity(lines, f"the certificate of {endpoint}", peer)
     if mqtt.cert_file is None:
-        checks.info(
+        lines.info(
             "no client certificate (mqtt.cert_file): the broker must know this host another way"
         )
     elif (cert := _decode_certificate(mqtt.cert_file)) is not None:
-        _check_validity(checks, f"client certificate {mqtt.cert_file}", cert)
+        _check_validity(lines, f"client certificate {mqtt.cert_file}", cert)
+    return lines.findings
+
+
+def _handshake(
+    lines: _Lines, context: ssl.SSLContext, endpoint: Endpoint, timeout: float
+) -> Mapping[str, object] | None:
+    """Connect, shake hands and see whether the broker keeps the connection; add one line.
+
+    Returns the broker's certificate when the handshake worked.
+    """
     start = time.monotonic()
     try:
         with (
@@ -391,26 +403,28 @@ def check_tls(config: AgentConfig, *, timeout: float = NETWORK_TIMEOUT) -> list[
             tls.settimeout(0.5)
             with contextlib.suppress(TimeoutError):
                 if tls.recv(1) == b"":
-                    return lines.fail(
+                    lines.fail(
                         f"{endpoint} hung up right after the TLS handshake",
                         "it probably wants a client certificate it trusts (mqtt.cert_file)",
                     )
+                    return None
     except ssl.SSLCertVerificationError as exc:
-        return lines.fail(
+        lines.fail(
             f"the certificate of {endpoint} was not accepted: {exc.verify_message}",
             f"mqtt.ca_file must hold the CA that signed it, and it must name {endpoint.host}",
         )
+        return None
     except ssl.SSLError as exc:
-        return lines.fail(
+        lines.fail(
             f"TLS with {endpoint} failed: {exc.reason or exc}",
             "check that the broker speaks TLS there and trusts the CA of mqtt.cert_file",
         )
+        return None
     except OSError as exc:
-        return lines.fail(f"TLS with {endpoint} failed: {exc.strerror or exc}")
+        lines.fail(f"TLS with {endpoint} failed: {exc.strerror or exc}")
+        return None
     lines.ok(f"handshake with {endpoint} ({version}, {took:.0f} ms)")
-    if peer:
-        _check_validity(lines, f"the certificate of {endpoint}", peer)
-    return lines.findings + checks.findings
+    return peer
 
 
 def thing_name(config: AgentConfig) -> str:

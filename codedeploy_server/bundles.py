@@ -219,6 +219,13 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"__type": code, "message": message}, status=status)
 
 
+def _refuse(response: web.Response) -> web.Response:
+    """A refused upload: the connection is closed after the answer, so a client still sending
+    the body stops (the rest of the body is never read)."""
+    response.force_close()
+    return response
+
+
 def _headers(request: web.Request) -> dict[str, list[str]]:
     """Lower-case header name -> its values, in the order received (as SigV4 needs them)."""
     headers: dict[str, list[str]] = {}
@@ -248,11 +255,13 @@ def mount(app: web.Application, store: BundleStore, *, verifier: SigV4Verifier) 
     async def upload(request: web.Request) -> web.StreamResponse:
         sha256 = request.match_info["sha256"]
         if not is_sha256(sha256):
-            return _error(
-                400,
-                "InvalidBundleName",
-                "A bundle is uploaded to /bundles/<sha256>: the SHA-256 of its content, in "
-                "lower-case hexadecimal.",
+            return _refuse(
+                _error(
+                    400,
+                    "InvalidBundleName",
+                    "A bundle is uploaded to /bundles/<sha256>: the SHA-256 of its content, in "
+                    "lower-case hexadecimal.",
+                )
             )
         headers = _headers(request)
         declared_values = headers.get("x-amz-content-sha256")
@@ -265,16 +274,20 @@ def mount(app: web.Application, store: BundleStore, *, verifier: SigV4Verifier) 
                         "(x-amz-content-sha256)."
                     )
                 if declared.lower() != sha256:
-                    return _error(
-                        400,
-                        "BadDigest",
-                        f"x-amz-content-sha256 ({declared}) is not the bundle's name "
-                        f"({sha256}): upload a bundle to /bundles/<its sha256>.",
+                    return _refuse(
+                        _error(
+                            400,
+                            "BadDigest",
+                            f"x-amz-content-sha256 ({declared}) is not the bundle's name "
+                            f"({sha256}): upload a bundle to /bundles/<its sha256>.",
+                        )
                     )
                 verifier.verify(_signed(request, headers, declared))
             length = request.content_length
             if length is not None and length > store.max_bytes:
-                return _error(413, "BundleTooLarge", str(BundleTooLargeError(store.max_bytes)))
+                return _refuse(
+                    _error(413, "BundleTooLarge", str(BundleTooLargeError(store.max_bytes)))
+                )
 
             def check(actual: str) -> None:
                 if declared is None:
@@ -282,9 +295,9 @@ def mount(app: web.Application, store: BundleStore, *, verifier: SigV4Verifier) 
 
             size = await store.save(sha256, _reader(request), check=check)
         except CodeDeployError as exc:
-            return web.json_response(exc.body(), status=exc.status)
+            return _refuse(web.json_response(exc.body(), status=exc.status))
         except BundleTooLargeError as exc:
-            return _error(413, "BundleTooLarge", str(exc))
+            return _refuse(_error(413, "BundleTooLarge", str(exc)))
         except DigestMismatchError as exc:
             return _error(400, "BadDigest", str(exc))
         return web.json_response(

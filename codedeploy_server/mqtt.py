@@ -8,7 +8,14 @@
 
 `run()` connects, subscribes (QoS 1), hands every incoming message to `handler(topic, payload)`
 one at a time in arrival order, and publishes the outbox; when the connection is lost it waits
-(capped exponential backoff with jitter) and connects again, until it is cancelled.
+(capped exponential backoff with jitter) and connects again, until `close()` or cancellation.
+
+paho acknowledges a QoS 1 message when it arrives, before anyone handled it, so nothing received
+is dropped: messages go through an inbox that outlives connections, what paho received before a
+connection ended is taken too, and `close()` disconnects first (the broker then keeps later
+messages for the session) and returns once the handler has seen everything received. The
+outbox may still hold replies then: `flush_outbox()` publishes them over a short connection of
+its own.
 
 What the broker must keep while the server is away is kept: the client id is stable and the
 session persistent (MQTT 5: clean start off and a Session Expiry Interval; 3.1.1: clean session
@@ -33,6 +40,7 @@ unexpired session: give servers of a group a short `session_expiry_seconds`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
 import ssl
@@ -40,7 +48,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -153,6 +161,8 @@ class ServerMqtt:
         self._outbox_idle = asyncio.Event()
         self._outbox_idle.set()
         self._up = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._finished = asyncio.Event()
         self._tls_context: ssl.SSLContext | None = None
         self._running = False
 
@@ -178,6 +188,12 @@ class ServerMqtt:
         if self.shared_group is None:
             return topic_filter
         return f"$share/{self.shared_group}/{topic_filter}"
+
+    async def prepare(self) -> None:
+        """Load the TLS files once (in a thread); ServerConfigError when they are unusable.
+        `run()` calls it; call it earlier to fail at start-up."""
+        if self.tls and self._tls_context is None:
+            self._tls_context = await asyncio.to_thread(self._make_tls_context)
 
     # --- publishing -----------------------------------------------------------------------
 
@@ -220,27 +236,49 @@ class ServerMqtt:
     async def run(
         self, subscriptions: Sequence[str], handler: Handler, *, broadcast: Sequence[str] = ()
     ) -> None:
-        """Stay connected and feed incoming messages to `handler` until cancelled.
+        """Stay connected and feed incoming messages to `handler` until `close()` (or until
+        cancelled).
 
         `subscriptions` are shared with the group (when there is one), `broadcast` never.
-        Exceptions from `handler` are logged and the next message is handled. Cancelling
-        disconnects cleanly; what is still in the outbox stays there.
+        `handler` is called one message at a time, in arrival order, across reconnections;
+        its exceptions are logged and the next message is handled. It should return quickly.
+        After `close()` this returns once every message received was handed to `handler`;
+        a closed session does not connect again (make a new ServerMqtt).
         """
         if self._running:
             raise RuntimeError("ServerMqtt.run() is already running")
         self._running = True
+        self._finished.clear()
         filters = [self.shared(f) for f in subscriptions] + list(broadcast)
-        attempt = 0
+        # The broker's acknowledgement (paho's, on receipt) is not handling: every message
+        # received goes through this inbox, which outlives connections, to the handler.
+        inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        consumer = asyncio.create_task(_consume(inbox, handler), name="mqtt-handler")
         try:
-            if self.tls and self._tls_context is None:
-                self._tls_context = await asyncio.to_thread(self._make_tls_context)
-            while True:
-                connected_at = asyncio.get_running_loop().time()
-                try:
-                    async with self._new_client() as client:
-                        await client.subscribe(
-                            [(f, 1) for f in filters], timeout=self.connect_timeout
-                        )
+            await self.prepare()
+            await self._connect_until_closed(filters, inbox)
+            await inbox.join()
+        finally:
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
+            self._running = False
+            self._finished.set()
+
+    async def _connect_until_closed(
+        self, filters: list[str], inbox: asyncio.Queue[tuple[str, bytes]]
+    ) -> None:
+        attempt = 0
+        loop = asyncio.get_running_loop()
+        while not self._closing.is_set():
+            connected_at = loop.time()
+            client = self._new_client()
+            try:
+                async with client:
+                    try:
+                        if filters:
+                            await client.subscribe(
+                                [(f, 1) for f in filters], timeout=self.connect_timeout
+                            )
                         self.connections += 1
                         self.last_error = None
                         self._up.set()
@@ -249,51 +287,107 @@ class ServerMqtt:
                             endpoint=self.endpoint,
                             client_id=self.client_id,
                         )
-                        connected_at = asyncio.get_running_loop().time()
-                        await self._serve(client, handler)
-                except aiomqtt.MqttError as exc:
-                    self.last_error = _reason(exc)
-                finally:
-                    self._up.clear()
-                # A connection that lasted a while resets the backoff; a flapping one does not.
-                if asyncio.get_running_loop().time() - connected_at > 10:
-                    attempt = 0
-                delay = random.uniform(  # noqa: S311 - jitter, not a secret
-                    0, min(self.backoff_cap, self.backoff_base * 2**attempt)
-                )
-                attempt = min(attempt + 1, 32)
-                log.warning(
-                    "MQTT connection lost or refused; retrying",
-                    endpoint=self.endpoint,
-                    reason=self.last_error,
-                    retry_in=round(delay, 3),
-                )
-                await asyncio.sleep(delay)
-        finally:
-            self._running = False
+                        connected_at = loop.time()
+                        await self._serve(client, inbox)
+                    finally:
+                        self._up.clear()
+                # Leaving `async with` sent DISCONNECT: the broker keeps what comes next for
+                # the session. What paho received (and acknowledged) before is still ours.
+            except aiomqtt.MqttError as exc:
+                self.last_error = _reason(exc)
+            finally:
+                _take_received(client, inbox)
+            if self._closing.is_set():
+                return
+            # A connection that lasted a while resets the backoff; a flapping one does not.
+            if loop.time() - connected_at > 10:
+                attempt = 0
+            delay = random.uniform(  # noqa: S311 - jitter, not a secret
+                0, min(self.backoff_cap, self.backoff_base * 2**attempt)
+            )
+            attempt = min(attempt + 1, 32)
+            log.warning(
+                "MQTT connection lost or refused; retrying",
+                endpoint=self.endpoint,
+                reason=self.last_error,
+                retry_in=round(delay, 3),
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._closing.wait()
 
-    async def _serve(self, client: aiomqtt.Client, handler: Handler) -> None:
-        reader = asyncio.create_task(self._read(client, handler))
-        writer = asyncio.create_task(self._write(client))
+    async def close(self, timeout: float = 10.0) -> bool:  # noqa: ASYNC109
+        """Stop receiving: DISCONNECT (the broker keeps later messages for the persistent
+        session), then wait until `run()` handed every received message to the handler and
+        returned. What is still in the outbox stays there (`flush_outbox`). False when
+        `run()` did not finish within `timeout` seconds."""
+        self._closing.set()
+        if not self._running:
+            return True
         try:
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (reader, writer):
-                task.cancel()
-            await asyncio.gather(reader, writer, return_exceptions=True)
-        for task in done:
-            task.result()  # re-raises the MqttError: reconnect
-        raise aiomqtt.MqttError("the message stream ended")
+            async with asyncio.timeout(timeout):
+                await self._finished.wait()
+        except TimeoutError:
+            return False
+        return True
 
-    @staticmethod
-    async def _read(client: aiomqtt.Client, handler: Handler) -> None:
-        async for message in client.messages:
-            payload = message.payload
-            data = payload if isinstance(payload, bytes) else str(payload or "").encode()
-            try:
-                await handler(message.topic.value, data)
-            except Exception:
-                log.exception("MQTT message handler failed", topic=message.topic.value)
+    async def flush_outbox(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109
+        """Publish what the outbox still holds (after `close()`) over a short connection of
+        its own (a clean session, no subscriptions); False when some of it could not be."""
+        if not self._outbox:
+            return True
+        if self._running and self.connected:
+            return await self.flush(timeout)
+        options = self._client_options()
+        options["identifier"] = f"{self.client_id}-flush"
+        if self.protocol == 5:
+            client = aiomqtt.Client(
+                self.host, self.port, protocol=aiomqtt.ProtocolVersion.V5, **options
+            )
+        else:
+            client = aiomqtt.Client(
+                self.host,
+                self.port,
+                protocol=aiomqtt.ProtocolVersion.V311,
+                clean_session=True,
+                **options,
+            )
+        client.pending_calls_threshold = self.window + 10
+        try:
+            async with asyncio.timeout(timeout), client:
+                writer = asyncio.create_task(self._write(client))
+                try:
+                    await self._outbox_idle.wait()
+                finally:
+                    writer.cancel()
+                    await asyncio.gather(writer, return_exceptions=True)
+        except (TimeoutError, aiomqtt.MqttError) as exc:
+            log.warning(
+                "could not publish the last MQTT messages",
+                endpoint=self.endpoint,
+                count=len(self._outbox),
+                reason=str(exc) or type(exc).__name__,
+            )
+            return False
+        return True
+
+    async def _serve(self, client: aiomqtt.Client, inbox: asyncio.Queue[tuple[str, bytes]]) -> None:
+        """Read and write until the connection is lost (MqttError) or `close()` was called."""
+        reader = asyncio.create_task(_read(client, inbox))
+        writer = asyncio.create_task(self._write(client))
+        closing = asyncio.create_task(self._closing.wait())
+        tasks: set[asyncio.Task[Any]] = {reader, writer, closing}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if closing in done:
+            return
+        for finished in done:
+            finished.result()  # re-raises the MqttError: reconnect
+        raise aiomqtt.MqttError("the message stream ended")
 
     async def _write(self, client: aiomqtt.Client) -> None:
         while True:
@@ -322,8 +416,8 @@ class ServerMqtt:
                 if not outgoing.done.done():
                     outgoing.done.set_result(None)
 
-    def _new_client(self) -> aiomqtt.Client:
-        common = {
+    def _client_options(self) -> dict[str, Any]:
+        return {
             "identifier": self.client_id,
             "username": self.username,
             "password": self.password,
@@ -333,6 +427,15 @@ class ServerMqtt:
             "tls_context": self._tls_context,
             "max_inflight_messages": self.window,
         }
+
+    def _new_client(self) -> aiomqtt.Client:
+        """The session's client: persistent (see the module docstring)."""
+        client = self._persistent_client()
+        # A full window of publishes in flight is normal here, not worth aiomqtt's warning.
+        client.pending_calls_threshold = self.window + 10
+        return client
+
+    def _persistent_client(self) -> aiomqtt.Client:
         if self.protocol == 5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self.session_expiry_seconds
@@ -342,14 +445,14 @@ class ServerMqtt:
                 protocol=aiomqtt.ProtocolVersion.V5,
                 clean_start=False,
                 properties=properties,
-                **common,  # type: ignore[arg-type]
+                **self._client_options(),
             )
         return aiomqtt.Client(
             self.host,
             self.port,
             protocol=aiomqtt.ProtocolVersion.V311,
             clean_session=False,
-            **common,  # type: ignore[arg-type]
+            **self._client_options(),
         )
 
     def _make_tls_context(self) -> ssl.SSLContext:
@@ -365,6 +468,39 @@ class ServerMqtt:
                 "PEM files, the key unencrypted and matching the certificate."
             ) from exc
         return context
+
+
+async def _read(client: aiomqtt.Client, inbox: asyncio.Queue[tuple[str, bytes]]) -> None:
+    async for message in client.messages:
+        inbox.put_nowait((message.topic.value, _bytes(message.payload)))
+
+
+def _take_received(client: aiomqtt.Client, inbox: asyncio.Queue[tuple[str, bytes]]) -> None:
+    """Move what paho received but nobody read yet into the inbox (aiomqtt's iterator stops at
+    a disconnection even when its queue is not empty; the queue is only reachable this way)."""
+    queue = client._queue
+    while not queue.empty():
+        message = queue.get_nowait()
+        inbox.put_nowait((message.topic.value, _bytes(message.payload)))
+
+
+async def _consume(inbox: asyncio.Queue[tuple[str, bytes]], handler: Handler) -> None:
+    while True:
+        topic, payload = await inbox.get()
+        try:
+            await handler(topic, payload)
+        except Exception:
+            log.exception("MQTT message handler failed", topic=topic)
+        finally:
+            inbox.task_done()
+
+
+def _bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray):
+        return bytes(payload)
+    return str(payload if payload is not None else "").encode()
 
 
 def _reason(exc: aiomqtt.MqttError) -> str:

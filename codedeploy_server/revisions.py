@@ -176,7 +176,13 @@ class RevisionResolver:
                 Config,
             )
 
-            options: dict[str, Any] = {"signature_version": "s3v4"}
+            # Bounded: a HEAD that hangs would hold the deployment's start.
+            options: dict[str, Any] = {
+                "signature_version": "s3v4",
+                "connect_timeout": 5,
+                "read_timeout": 15,
+                "retries": {"max_attempts": 3, "mode": "standard"},
+            }
             if self.s3_endpoint:
                 # S3-compatible stores (MinIO, Ceph, moto) are usually reached by path.
                 options["s3"] = {"addressing_style": "path"}

@@ -244,8 +244,16 @@ def nfpm_binary() -> Path:
     return Path(found)
 
 
-def build(out: Path, *, release: str, python: str, arch: str, formats: Sequence[str]) -> list[Path]:
-    """Build the packages into `out`; return their paths."""
+def build(
+    out: Path,
+    *,
+    release: str,
+    python: str,
+    arch: str,
+    formats: Sequence[str],
+    sign_key: Path | None = None,
+) -> list[Path]:
+    """Build the packages into `out`; return their paths. `sign_key` signs the RPM."""
     machine = ARCHES[arch]
     version = agent_version()
     work = REPO / "build" / "package"
@@ -267,6 +275,7 @@ def build(out: Path, *, release: str, python: str, arch: str, formats: Sequence[
             RELEASE=release,
             PYTHON=f"python{python}",
             STAGE=stage.relative_to(REPO),
+            RPM_SIGNATURE=f"  signature:\n    key_file: {sign_key.absolute()}" if sign_key else "",
         )
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -299,6 +308,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--arch", choices=sorted(ARCHES), default=host_arch)
     parser.add_argument("--formats", default="deb,rpm", help="comma-separated: deb, rpm")
+    parser.add_argument(
+        "--sign-key",
+        type=Path,
+        default=os.environ.get("CODEDEPLOY_AGENT_SIGNING_KEY") or None,
+        help="ASCII-armored GPG private key that signs the RPM (its passphrase, if any, in "
+        "$NFPM_RPM_PASSPHRASE)",
+    )
     args = parser.parse_args(argv)
     if not re.fullmatch(r"[0-9][0-9a-z.+~]*", args.release):
         parser.error("--release must start with a digit (letters, digits, . + ~)")
@@ -309,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--formats takes deb and/or rpm")
     for path in build(
         args.out.absolute(), release=args.release, python=args.python, arch=args.arch,
-        formats=formats,
+        formats=formats, sign_key=args.sign_key,
     ):  # fmt: skip
         sys.stdout.write(f"{path}\n")
     return 0

@@ -22,8 +22,8 @@ the request is anonymous (public repositories). When both are configured the tok
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -34,7 +34,7 @@ from codedeploy_agent.errors import BundleError
 from codedeploy_agent.host.layout import DeploymentDir
 from codedeploy_agent.log import get_logger
 from codedeploy_agent.sources.credentials import read_secret_file
-from codedeploy_agent.sources.http import DownloadError, download
+from codedeploy_agent.sources.http import DownloadError, download, run_cancellable
 from codedeploy_agent.sources.redact import redact_url
 from codedeploy_agent.spec import BitbucketRevision, BundleType
 
@@ -55,7 +55,9 @@ async def fetch_bitbucket(
 
     `retry_delays` replaces the default backoff between attempts (tests pass zeros).
     """
-    await asyncio.to_thread(_fetch, revision, deployment.bundle, config, retry_delays)
+    await run_cancellable(
+        lambda cancel: _fetch(revision, deployment.bundle, config, retry_delays, cancel)
+    )
 
 
 def cloud_archive_base(api_url: str) -> str:
@@ -129,6 +131,7 @@ def _fetch(
     bundle: Path,
     config: AgentConfig,
     retry_delays: Sequence[float] | None,
+    cancel: threading.Event,
 ) -> None:
     url = archive_url(revision, config.bitbucket)
     header = authorization(config)
@@ -142,7 +145,13 @@ def _fetch(
     label = f"Bitbucket archive {revision.workspace}/{revision.repository}@{revision.commit_id}"
     try:
         download(
-            url, bundle, config=config, label=label, headers=headers, retry_delays=retry_delays
+            url,
+            bundle,
+            config=config,
+            label=label,
+            headers=headers,
+            retry_delays=retry_delays,
+            cancel=cancel,
         )
     except DownloadError as exc:
         raise _explain(

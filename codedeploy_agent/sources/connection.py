@@ -265,11 +265,10 @@ def _connect(
                 "the proxy's user name and password in its URL (http://user:password@host:port, "
                 "in :proxy_uri: or HTTPS_PROXY)."
             ) from None
-        if tunnel:
+        if tunnel:  # a network failure seen by the proxy (502, 504...): the proxy's words
             raise Transient(
-                f"the proxy {proxy.display if proxy else ''} refused to connect to {host}:{port}: "
-                f"{tunnel.group(1)} '{tunnel.group(2).strip()}'",
-                status=int(tunnel.group(1)),
+                f"the proxy {proxy.display if proxy else ''} could not connect to {host}:{port} "
+                f"({tunnel.group(1)} '{tunnel.group(2).strip()}')"
             ) from None
         timeout = ctx.config.download.connect_timeout_seconds
         raise Transient(_describe(exc, f"connecting to {host}:{port}{via}", timeout)) from None

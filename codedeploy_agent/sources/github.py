@@ -18,7 +18,7 @@ instead of after two minutes of pointless waiting.
 
 from __future__ import annotations
 
-import asyncio
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -29,7 +29,7 @@ from codedeploy_agent.errors import BundleError
 from codedeploy_agent.host.layout import DeploymentDir
 from codedeploy_agent.log import get_logger
 from codedeploy_agent.sources.credentials import read_secret_file
-from codedeploy_agent.sources.http import DownloadError, download
+from codedeploy_agent.sources.http import DownloadError, download, run_cancellable
 from codedeploy_agent.sources.proxy import is_loopback
 from codedeploy_agent.spec import BundleType, GitHubRevision
 
@@ -49,7 +49,9 @@ async def fetch_github(
     retry_delays: Sequence[float] = GITHUB_RETRY_DELAYS,
 ) -> None:
     """Download the commit's archive to `deployment.bundle` (all blocking work in a thread)."""
-    await asyncio.to_thread(_fetch, revision, deployment.bundle, config, retry_delays)
+    await run_cancellable(
+        lambda cancel: _fetch(revision, deployment.bundle, config, retry_delays, cancel)
+    )
 
 
 def archive_url(revision: GitHubRevision, config: AgentConfig) -> str:
@@ -68,7 +70,11 @@ def archive_url(revision: GitHubRevision, config: AgentConfig) -> str:
 
 
 def _fetch(
-    revision: GitHubRevision, bundle: Path, config: AgentConfig, retry_delays: Sequence[float]
+    revision: GitHubRevision,
+    bundle: Path,
+    config: AgentConfig,
+    retry_delays: Sequence[float],
+    cancel: threading.Event,
 ) -> None:
     url = archive_url(revision, config)
     token_file = config.github.token_file
@@ -91,7 +97,13 @@ def _fetch(
     label = f"GitHub archive {revision.account}/{revision.repository}@{revision.commit_id}"
     try:
         download(
-            url, bundle, config=config, label=label, headers=headers, retry_delays=retry_delays
+            url,
+            bundle,
+            config=config,
+            label=label,
+            headers=headers,
+            retry_delays=retry_delays,
+            cancel=cancel,
         )
     except DownloadError as exc:
         raise _explain(exc, url, revision, config, len(retry_delays)) from None

@@ -1,14 +1,20 @@
 """HTTP(S) downloads of bundles: streamed, verified, resumed, and in parallel parts when large.
 
-`download(url, dest, ...)` is synchronous and blocking (callers use `asyncio.to_thread`); it is
-the one HTTP client of the agent, stdlib only (http.client, ssl with default verification).
+`download(url, dest, ...)` is synchronous and blocking (callers use `asyncio.to_thread`, or
+`run_cancellable`, which also stops the download when the awaiting task is cancelled); it is
+the one HTTP client of the agent, stdlib only (http.client, and ssl verifying certificates and
+host names against the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set).
+Requests go direct or through a proxy chosen per URL (`sources.proxy`); `sources.connection`
+holds the request layer (redirects, headers, error sorting), `sources.parts` the parts and the
+hashing thread.
 
 - The body is streamed to `<dest>.part` in 1 MiB chunks and renamed to `dest` once verified;
   on any failure the partial file is removed. Never held whole in memory.
 - SHA-256 is computed while the download runs, by a thread that follows the written bytes in
   file order (reading them back from the page cache): with parallel parts, the part being
   hashed is always the earliest unfinished one, so hashing overlaps the transfer instead of
-  costing a second pass over the file (measured in bench/download.py).
+  costing a second pass over the file (about 1 s per GB on a 2-CPU host with SHA extensions:
+  bench/download.py measures it).
 - `expected_etag`, `expected_size` and the `download.max_bytes` cap are checked on the first
   response, before the body is read; `expected_sha256` and `expected_size` again at the end.
 - Retries: `download.retries` attempts (or `len(retry_delays) + 1`) for network errors,
@@ -29,17 +35,17 @@ what to check. Credentials never appear in messages or logs (see `sources.redact
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
 import http.client
 import os
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TypeVar
 
 from codedeploy_agent.config import AgentConfig
 from codedeploy_agent.log import get_logger
@@ -52,12 +58,13 @@ from codedeploy_agent.sources.connection import (
     describe_read_error,
     open_request,
 )
+from codedeploy_agent.sources.parts import CHUNK_SIZE, OrderedHasher, Part
 
-__all__ = ["DownloadError", "DownloadResult", "default_backoff", "download"]
+__all__ = ["DownloadError", "DownloadResult", "default_backoff", "download", "run_cancellable"]
 
 _log = get_logger("codedeploy_agent.sources.http")
+_T = TypeVar("_T")
 
-CHUNK_SIZE: Final = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -70,6 +77,18 @@ class DownloadResult:
     sha256: str
     #: The response's ETag header with its quotes stripped (None when the server sent none).
     etag: str | None
+
+
+async def run_cancellable(work: Callable[[threading.Event], _T]) -> _T:
+    """Run the blocking `work(cancel)` in a thread; when the awaiting task is cancelled (the
+    agent is stopping), set `cancel` so that a download inside stops at its next chunk instead
+    of running on unobserved and holding the process's shutdown."""
+    cancel = threading.Event()
+    try:
+        return await asyncio.to_thread(work, cancel)
+    except asyncio.CancelledError:
+        cancel.set()
+        raise
 
 
 def default_backoff(attempt: int) -> float:
@@ -89,6 +108,7 @@ def download(
     expected_etag: str | None = None,
     retry_delays: Sequence[float] | None = None,
     environ: Mapping[str, str] | None = None,
+    cancel: threading.Event | None = None,
 ) -> DownloadResult:
     """Fetch `url` into `dest` (replaced atomically once complete and verified).
 
@@ -96,8 +116,9 @@ def download(
     with every request to `url`'s origin and never past a redirect to another origin.
     `retry_delays` replaces the default backoff: attempts are then `len(retry_delays) + 1`,
     each waiting the next delay first (GitHub's 10, 30, 90 s; zeros in tests). `environ` (the
-    process's environment by default) supplies the proxy variables and SSL_CERT_FILE.
-    Raises DownloadError.
+    process's environment by default) supplies the proxy variables and SSL_CERT_FILE. Setting
+    `cancel` from another thread stops the download at its next chunk or retry wait (the
+    download also sets it when it fails, to stop its other parts). Raises DownloadError.
     """
     ctx = RequestContext(
         url=url,
@@ -125,7 +146,7 @@ def download(
             url=ctx.shown_url,
         ) from None
     try:
-        transfer = _Transfer(ctx, fd, partial, retry_delays)
+        transfer = _Transfer(ctx, fd, partial, retry_delays, cancel)
         transfer.expected_etag = _bare_etag(expected_etag) if expected_etag else None
         transfer.expected_size = expected_size
         size, digest = transfer.run()
@@ -174,28 +195,6 @@ def _bare_etag(value: str) -> str:
     return value.strip().removeprefix("W/").strip('"')
 
 
-@dataclass(slots=True)
-class _Part:
-    """A byte range of the file, `[start, end)`; `end` is None until the size is known."""
-
-    index: int
-    start: int
-    end: int | None
-    done: int = 0
-    #: The most bytes this part ever had: progress past it resets the attempt count.
-    best: int = 0
-
-    @property
-    def position(self) -> int:
-        """The file offset of the next byte this part needs."""
-        return self.start + self.done
-
-    @property
-    def complete(self) -> bool:
-        """True when every byte of the part is written."""
-        return self.end is not None and self.position >= self.end
-
-
 class _Aborted(Exception):  # noqa: N818 - control flow between threads of one download
     """Another part failed: stop this one."""
 
@@ -204,7 +203,12 @@ class _Transfer:
     """The state of one download: parts, validators, the hasher and the failures so far."""
 
     def __init__(
-        self, ctx: RequestContext, fd: int, path: Path, retry_delays: Sequence[float] | None
+        self,
+        ctx: RequestContext,
+        fd: int,
+        path: Path,
+        retry_delays: Sequence[float] | None,
+        cancel: threading.Event | None,
     ) -> None:
         self.ctx = ctx
         self.fd = fd
@@ -223,17 +227,18 @@ class _Transfer:
         #: The first answer split the file in parts (the server honours ranges).
         self.split = False
         self.initial_range = self.parallel
-        self.parts: list[_Part] = [_Part(0, 0, None)]
-        self.pending: list[_Part] = []
+        self.parts: list[Part] = [Part(0, 0, None)]
+        self.pending: list[Part] = []
         self.failures: list[str] = []
         self.resumed = 0
         self.lock = threading.Lock()
-        self.abort = threading.Event()
+        #: Set to stop every part: by the caller (cancel) or by the first failing part.
+        self.abort = cancel if cancel is not None else threading.Event()
         self.active: set[Opened] = set()
         self.error: BaseException | None = None
         self.pool: ThreadPoolExecutor | None = None
         self.workers: list[Future[None]] = []
-        self.hasher = _OrderedHasher(fd, self.parts)
+        self.hasher = OrderedHasher(fd, self.parts)
 
     @property
     def part_count(self) -> int:
@@ -251,13 +256,18 @@ class _Transfer:
                 for future in done:
                     future.result()
             size = self.parts[-1].position
-            os.ftruncate(self.fd, size)
-            return size, self.hasher.finish(size)
+            try:
+                os.ftruncate(self.fd, size)
+                return size, self.hasher.finish(size)
+            except OSError as exc:
+                raise self.ctx.fail(f"cannot finish {self.path} ({exc.strerror}).") from None
         except BaseException as exc:
             self._stop(exc)
             wait(self.workers)
-            if isinstance(exc, _Aborted) and self.error is not None:
-                raise self.error from None
+            if isinstance(exc, _Aborted):
+                if self.error is not None:
+                    raise self.error from None
+                raise self.ctx.fail("the download was cancelled.") from None
             raise
         finally:
             if self.pool is not None:
@@ -294,7 +304,7 @@ class _Transfer:
             self._stop(exc)
             raise
 
-    def _fetch(self, part: _Part) -> None:
+    def _fetch(self, part: Part) -> None:
         """Fetch one part, retrying and resuming until it is complete or has failed."""
         attempt = 1
         while not part.complete:
@@ -368,7 +378,7 @@ class _Transfer:
 
     # --- one request ---------------------------------------------------------------------
 
-    def _request(self, part: _Part) -> Opened:
+    def _request(self, part: Part) -> Opened:
         """Ask for what `part` still needs and check the answer fits."""
         headers: dict[str, str] = {}
         resuming = part.done > 0
@@ -385,8 +395,12 @@ class _Transfer:
                     headers["If-Range"] = self.validator
         opened = open_request(self.ctx, headers)
         try:
-            if opened.response.status == 416:
-                return self._unsatisfiable(opened, part)
+            if self._range_useless(opened):
+                # An empty object cannot serve bytes=0-N (416), and a range of an object whose
+                # size the server does not say cannot be split: ask again without a range.
+                self.initial_range = False
+                opened.close()
+                return self._request(part)
             self._accept(opened, part)
         except BaseException:
             opened.close()
@@ -397,9 +411,14 @@ class _Transfer:
             _log.info("download resumed", source=self.ctx.label, offset=part.position)
         return opened
 
-    def _accept(self, opened: Opened, part: _Part) -> None:
-        """Check a 200/206 answer against what `part` asked for."""
+    def _accept(self, opened: Opened, part: Part) -> None:
+        """Check a 200/206/416 answer against what `part` asked for."""
         status = opened.response.status
+        if status == 416:
+            raise self.ctx.fail(
+                f"the server refused the range starting at byte {part.position} (416 'Range Not "
+                "Satisfiable'); the object probably changed during the download. Try again."
+            )
         if status == 206 and self.discovered:
             self._check_resumed(opened, part)
             return
@@ -414,22 +433,19 @@ class _Transfer:
         # The whole body is coming (again): learn its size and validators, check them.
         self._discover(opened, part)
 
-    def _unsatisfiable(self, opened: Opened, part: _Part) -> Opened:
-        if not self.discovered and self.initial_range:
-            # An empty object cannot serve bytes=0-N: ask again without a range.
-            self.initial_range = False
-            opened.close()
-            return self._request(part)
-        raise self.ctx.fail(
-            f"the server refused the range starting at byte {part.position} (416 'Range Not "
-            "Satisfiable'); the object probably changed during the download. Try again."
-        )
+    def _range_useless(self, opened: Opened) -> bool:
+        """True when the first, ranged request got 416 or a 206 of unknown total size."""
+        if self.discovered or not self.initial_range:
+            return False
+        status = opened.response.status
+        return status == 416 or (status == 206 and self._content_range(opened)[2] is None)
 
-    def _discover(self, opened: Opened, part: _Part) -> None:
+    def _discover(self, opened: Opened, part: Part) -> None:
         """Learn size, ETag and range support from the first answer; check expectations."""
         response = opened.response
         etag = opened.header("ETag")
         self.etag = _bare_etag(etag) if etag else None
+        self.validator = None
         if etag and not etag.strip().startswith("W/"):
             self.validator = etag.strip()
         elif last_modified := opened.header("Last-Modified"):
@@ -446,7 +462,7 @@ class _Transfer:
         total: int | None = None
         if response.status == 206:
             first, _last, total = self._content_range(opened)
-            if first != 0 or total is None:
+            if first != 0:
                 raise self.ctx.fail(
                     "the server answered the first range request with an unexpected "
                     f"Content-Range ({opened.header('Content-Range')})."
@@ -455,6 +471,8 @@ class _Transfer:
             length = opened.header("Content-Length")
             total = int(length) if length and length.strip().isdigit() else None
         self._check_size(total)
+        if total is not None and not self.discovered:
+            _check_space(self.ctx, self.path, total)
         self.total = total
         self.discovered = True
         if response.status != 206 or total is None:
@@ -464,13 +482,12 @@ class _Transfer:
         with self.hasher.condition:
             part.end = min(size, total)
             self.parts.extend(
-                _Part(i, start, min(start + size, total))
+                Part(i, start, min(start + size, total))
                 for i, start in enumerate(range(size, total, size), start=1)
             )
         self.pending = list(self.parts[1:])
         self.split = len(self.parts) > 1
         if self.split:
-            _check_space(self.ctx, self.path, total)
             os.ftruncate(self.fd, total)
             self._start_workers()
 
@@ -488,7 +505,7 @@ class _Transfer:
                 "is wrong."
             )
 
-    def _check_resumed(self, opened: Opened, part: _Part) -> None:
+    def _check_resumed(self, opened: Opened, part: Part) -> None:
         first, _last, total = self._content_range(opened)
         etag = opened.header("ETag")
         if first != part.position or (self.total is not None and total != self.total):
@@ -516,7 +533,7 @@ class _Transfer:
         total = None if match.group(3) == "*" else int(match.group(3))
         return int(match.group(1)), int(match.group(2)), total
 
-    def _restart(self, part: _Part) -> None:
+    def _restart(self, part: Part) -> None:
         """Start the (single) part again from byte zero."""
         with self.hasher.condition:
             part.done = 0
@@ -524,7 +541,7 @@ class _Transfer:
 
     # --- streaming -----------------------------------------------------------------------
 
-    def _stream(self, part: _Part, opened: Opened) -> None:
+    def _stream(self, part: Part, opened: Opened) -> None:
         """Copy the body into the file at the part's offset until the part is complete."""
         response = opened.response
         buffer = bytearray(CHUNK_SIZE)
@@ -580,90 +597,3 @@ def _check_space(ctx: RequestContext, path: Path, size: int) -> None:
             f"it is {size} bytes but only {free} bytes are free on the file system of "
             f"{path.parent}. Free space there (old revisions: see :max_revisions:)."
         )
-
-
-class _OrderedHasher:
-    """Hashes the file in order, in its own thread, as parts are written.
-
-    The hashed prefix is the run of bytes from offset zero that are written: the earliest
-    unfinished part's progress bounds it. Writers update `_Part.done` under `condition` and
-    notify; `reset()` (a restart from zero) makes the thread start over.
-    """
-
-    def __init__(self, fd: int, parts: list[_Part]) -> None:
-        self.fd = fd
-        self.parts = parts
-        self.condition = threading.Condition()
-        self._generation = 0
-        self._target: int | None = None
-        self._stopped = False
-        self._digest: str | None = None
-        self._hashed = 0
-        self._error: OSError | None = None
-        #: Parts before this one are complete (they never become incomplete, except on reset).
-        self._index = 0
-        self._thread = threading.Thread(target=self._run, name="download-hash", daemon=True)
-
-    def start(self) -> None:
-        """Start the hashing thread."""
-        self._thread.start()
-
-    def reset(self) -> None:
-        """Start over from byte zero (call with `condition` held)."""
-        self._generation += 1
-        self._index = 0
-        self.condition.notify_all()
-
-    def finish(self, size: int) -> str:
-        """Wait until `size` bytes are hashed; return the hex digest."""
-        with self.condition:
-            self._target = size
-            self.condition.notify_all()
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        if self._digest is None or self._hashed != size:
-            raise RuntimeError(f"hashed {self._hashed} of {size} bytes")  # a bug, not a user's
-        return self._digest
-
-    def stop(self) -> None:
-        """Stop the thread without a result (after a failure); idempotent."""
-        with self.condition:
-            self._stopped = True
-            self.condition.notify_all()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def _written(self) -> int:
-        """Bytes written contiguously from offset zero (call with `condition` held)."""
-        while self._index < len(self.parts) - 1 and self.parts[self._index].complete:
-            self._index += 1
-        return self.parts[self._index].position
-
-    def _run(self) -> None:
-        digest = hashlib.sha256()
-        hashed = 0
-        generation = self._generation
-        buffer = bytearray(CHUNK_SIZE)
-        view = memoryview(buffer)
-        while True:
-            with self.condition:
-                while True:
-                    if self._stopped:
-                        return
-                    if generation != self._generation:
-                        digest, hashed, generation = hashlib.sha256(), 0, self._generation
-                    written = self._written()
-                    if written > hashed:
-                        break
-                    if self._target is not None and hashed >= self._target:
-                        self._digest, self._hashed = digest.hexdigest(), hashed
-                        return
-                    self.condition.wait()
-            try:
-                count = os.preadv(self.fd, [view[: min(CHUNK_SIZE, written - hashed)]], hashed)
-            except OSError as exc:
-                self._error = exc
-                return
-            digest.update(view[:count])
-            hashed += count

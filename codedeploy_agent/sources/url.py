@@ -9,7 +9,6 @@ since the dataclass can be built by other callers).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 from codedeploy_agent.config import AgentConfig
 from codedeploy_agent.errors import BundleError
 from codedeploy_agent.host.layout import DeploymentDir
-from codedeploy_agent.sources.http import download
+from codedeploy_agent.sources.http import download, run_cancellable
 from codedeploy_agent.sources.proxy import is_loopback
 from codedeploy_agent.sources.redact import redact_url
 from codedeploy_agent.spec import UrlRevision
@@ -37,14 +36,16 @@ async def fetch_url(
     `retry_delays` replaces the default backoff between attempts (tests pass zeros).
     """
     url = check_url_revision(revision)
-    await asyncio.to_thread(
-        download,
-        url,
-        deployment.bundle,
-        config=config,
-        label="the URL revision",
-        expected_sha256=revision.sha256.strip().lower(),
-        retry_delays=retry_delays,
+    await run_cancellable(
+        lambda cancel: download(
+            url,
+            deployment.bundle,
+            config=config,
+            label="the URL revision",
+            expected_sha256=revision.sha256.strip().lower(),
+            retry_delays=retry_delays,
+            cancel=cancel,
+        )
     )
 
 

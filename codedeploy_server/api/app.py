@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import structlog
 from aiohttp import web
-from botocore.model import OperationModel  # type: ignore[import-untyped]
+from botocore.model import OperationModel  # type: ignore[import-untyped,unused-ignore]
 
 from codedeploy_server.api import errors as e
 from codedeploy_server.api.context import ApiContext, Handler

@@ -30,8 +30,10 @@ class ApiContext:
     account_id: str
 
     def now(self) -> float:
-        """The current time, epoch seconds."""
-        return self.clock()
+        """The current time, epoch seconds to the millisecond (AWS's precision: a time a client
+        read back and sends again, as in ListDeployments `createTimeRange`, then compares equal
+        to the stored one instead of missing it by a rounded microsecond)."""
+        return round(self.clock(), 3)
 
     def application_arn(self, application: str) -> str:
         """`arn:aws:codedeploy:<region>:<account>:application:<name>`."""

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, Final
 
-from botocore.loaders import Loader  # type: ignore[import-untyped]
-from botocore.model import OperationModel, ServiceModel, Shape  # type: ignore[import-untyped]
-from botocore.validate import ParamValidator  # type: ignore[import-untyped]
+from botocore.loaders import Loader  # type: ignore[import-untyped,unused-ignore]
+from botocore.model import OperationModel, ServiceModel, Shape  # type: ignore[import-untyped,unused-ignore]
+from botocore.validate import ParamValidator  # type: ignore[import-untyped,unused-ignore]
 
 from codedeploy_server.api import errors as e
 
@@ -327,9 +327,10 @@ def _validation_error(reason: str, name: str, details: Mapping[str, Any]) -> e.C
             f"{wanted}"
         )
     elif reason == "invalid length":
+        # ParamValidator reports the length, not the value.
         message = (
-            f"Value {_show(value)} at '{path}' failed to satisfy constraint: Member must have "
-            f"length greater than or equal to {details.get('min_allowed')}"
+            f"Value at '{path}' failed to satisfy constraint: Member must have length greater "
+            f"than or equal to {details.get('min_allowed')}"
         )
     elif reason == "invalid range":
         message = (

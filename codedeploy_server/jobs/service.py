@@ -12,10 +12,12 @@ locks, transactions, timers, MQTT and listeners.
 
 - **One thing at a time.** Everything that touches a thing's executions (its requests, in
   arrival order; `queue_job`, `cancel_job`, timer expiries) runs under that thing's lock, in one
-  transaction that also takes the thing's advisory lock on PostgreSQL and reads the rows it
-  changes `FOR UPDATE`, so two servers sharing a database never interleave on one thing (each
-  agent request reaches one server through shared subscriptions, but a cancel on one server may
-  race an update on the other). Different things proceed concurrently.
+  transaction that reads the thing's pending executions and the execution it changes
+  `FOR UPDATE` (always in execution-number order: no deadlock), so two servers sharing a
+  database never interleave on one execution (each agent request reaches one server through
+  shared subscriptions, but a cancel on one server may race an update on the other).
+  `queue_job` also takes the thing's advisory lock (PostgreSQL): two servers queueing for one
+  thing must not pick the same execution number. Different things proceed concurrently.
 - **After commit, in order.** Replies and notifications are handed to the MQTT outbox after
   the transaction committed, still under the thing's lock: they leave in the order the state
   changed. Listeners get an `ExecutionChange` after every accepted agent update (start-next
@@ -221,11 +223,13 @@ class JobsService:
 
     async def start(self) -> None:
         """Re-arm the timers from the store, then connect and subscribe in the background
-        (`mqtt.wait_connected()` tells when requests are being served)."""
+        (`mqtt.wait_connected()` tells when requests are being served). ServerConfigError
+        when the MQTT TLS files are unusable; StoreError when the store is."""
         if self._running:
             raise RuntimeError("JobsService is already running")
-        self._running = True
+        await self._mqtt.prepare()  # unusable TLS files fail here, not in the background
         await self._sweep()
+        self._running = True
         filters = server_filters(self.topic_root)
         # Presence and logs are for every server (retained presence is never sent to shared
         # subscriptions, and `logs --follow` may be served by any server); requests for one.
@@ -240,8 +244,9 @@ class JobsService:
         self._tasks[0].add_done_callback(_log_crash)
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
-        """Stop the timers, let queued work and listeners finish (within `grace` seconds),
-        flush the outbox, disconnect."""
+        """Stop the timers; stop receiving (the broker keeps later requests for the persistent
+        session); handle every request already received and deliver its changes (within
+        `grace` seconds each); publish the replies left; disconnect."""
         if not self._running:
             return
         self._running = False
@@ -250,10 +255,11 @@ class JobsService:
         self._timers.clear()
         mqtt_task, sweep_task = self._tasks
         sweep_task.cancel()
+        # Intake stops first: a request acknowledged by the broker must not be dropped.
+        await self._mqtt.close(grace)
         await self._work.join(grace)
         await self._deliveries.join(grace)
-        if not await self._mqtt.flush(grace if self._mqtt.connected else 0):
-            log.warning("stopping with unsent MQTT messages", count=self._mqtt.outbox_size)
+        await self._mqtt.flush_outbox(grace)
         mqtt_task.cancel()
         await asyncio.gather(mqtt_task, sweep_task, return_exceptions=True)
         self._tasks = []
@@ -459,7 +465,6 @@ class JobsService:
         now = self._clock()
         outcome = _Outcome()
         async with self._store.transaction() as tx:
-            await state.lock_thing(tx, thing)
             records = await state.load_for_change(tx, thing)
             before = rules.snapshot(records)
             record = rules.next_execution(records)
@@ -521,7 +526,6 @@ class JobsService:
     ) -> _Outcome:
         now = self._clock()
         async with self._store.transaction() as tx:
-            await state.lock_thing(tx, thing)
             records = await state.load_for_change(tx, thing, job_id)
             try:
                 record = rules.find(records, thing, job_id, request.execution_number)
@@ -576,7 +580,6 @@ class JobsService:
         async with self._thing(thing):
             now = self._clock()
             async with self._store.transaction() as tx:
-                await state.lock_thing(tx, thing)
                 records = await state.load_for_change(tx, thing, job_id)
                 record = next((r for r in records if r.job_id == job_id), None)
                 if record is None or record.status.is_terminal:

@@ -13,9 +13,9 @@ step timer and the in-progress timer (`doc.stepDeadline`, `doc.inProgressDeadlin
 restarted server (or another server of the group) finds every timer to re-arm with one query.
 Times are epoch seconds (floats); the wire carries whole seconds.
 
-Every function takes an open transaction. `lock_thing` serialises all work on one thing across
-servers sharing a PostgreSQL database (a transaction-scoped advisory lock); rows that are changed
-are also read with `tx.for_update`.
+Every function takes an open transaction. Rows that are changed are read with `tx.for_update`;
+`lock_thing` (a transaction-scoped advisory lock on PostgreSQL) serialises the queueing of new
+executions on one thing across servers sharing a database.
 """
 
 from __future__ import annotations
@@ -211,8 +211,8 @@ def _params(record: ExecutionRecord) -> tuple[Any, ...]:
 
 
 async def lock_thing(tx: Tx, thing: str) -> None:
-    """Serialise this transaction with every other one on `thing` (PostgreSQL; SQLite
-    serialises writers already)."""
+    """Serialise this transaction with every other one that takes the same lock on `thing`
+    (PostgreSQL; SQLite serialises writers already)."""
     if tx.dialect == "postgresql":
         digest = hashlib.sha256(b"codedeploy-jobs\0" + thing.encode()).digest()
         await tx.execute(

@@ -98,6 +98,13 @@ def collect_entries(
     entries: list[Entry] = []
     for path, name in _walk(source, "", ignore_hidden_files):
         try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BundleError(
+                f"{os.fsencode(path)!r} is not a UTF-8 file name; zip bundles store UTF-8 "
+                "names. Rename it, and push again."
+            ) from None
+        try:
             info = path.lstat()
         except OSError as err:
             raise BundleError(

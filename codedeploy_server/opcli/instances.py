@@ -20,10 +20,10 @@ REGISTRATION_STATUSES = ("Registered", "Deregistered")
 def parse_tag_filter(text: str) -> dict[str, str]:
     """`KEY=VALUE`, `KEY` or `=VALUE` as a TagFilter."""
     key, sep, value = text.partition("=")
-    if not sep:
-        return {"Key": key, "Type": "KEY_ONLY"}
     if not key and not value:
         raise UsageError(f"Invalid --tag {text!r}: give KEY=VALUE, KEY or =VALUE.")
+    if not sep:
+        return {"Key": key, "Type": "KEY_ONLY"}
     if not key:
         return {"Value": value, "Type": "VALUE_ONLY"}
     return {"Key": key, "Value": value, "Type": "KEY_AND_VALUE"}

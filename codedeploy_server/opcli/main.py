@@ -24,7 +24,13 @@ from codedeploy_server.opcli.errors import AbortedError, CliError, UsageError
 from codedeploy_server.opcli.instances import REGISTRATION_STATUSES, run_instances
 from codedeploy_server.opcli.listing import DEPLOYMENT_STATUSES, run_list
 from codedeploy_server.opcli.locations import github_revision, s3_revision
-from codedeploy_server.opcli.logs import MQTT_ENDPOINT_ENV, MqttSettings, run_logs, run_logs_follow
+from codedeploy_server.opcli.logs import (
+    MQTT_ENDPOINT_ENV,
+    POLL_INTERVAL,
+    MqttSettings,
+    run_logs,
+    run_logs_follow,
+)
 from codedeploy_server.opcli.push import PushOptions, run_push
 from codedeploy_server.opcli.render import Output
 from codedeploy_server.opcli.status import run_status
@@ -37,6 +43,15 @@ _EPILOG: Final = (
     "The endpoint is --endpoint-url or CODEDEPLOY_ENDPOINT_URL (else AWS CodeDeploy's own); "
     "credentials and region come from the standard AWS chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, "
     "AWS_DEFAULT_REGION, ~/.aws)."
+)
+
+_LOGS_EPILOG: Final = (
+    "Without --follow, the log tails come from the API (the last 4 KB of each lifecycle "
+    "event's script output, as the agents report them). --follow also subscribes to the live "
+    "log topic the agents publish on ({topic_root}/{instance}/logs/{deployment id}): it needs "
+    "network access to the MQTT broker the agents use, and a login the broker accepts "
+    "(--mqtt-username/--mqtt-password, or a client certificate for mqtts://). Live lines are "
+    "best effort (QoS 0)."
 )
 
 Command = Callable[[argparse.Namespace, Clients, Output], int]
@@ -95,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = [_global_options(suppress=True)]
 
-    def command(name: str, help_text: str, run: Command) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text, parents=common)
+    def command(
+        name: str, help_text: str, run: Command, epilog: str | None = None
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text, epilog=epilog, parents=common
+        )
         sub.set_defaults(run=run)
         return sub
 
@@ -137,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     instances.add_argument("--registration-status", choices=REGISTRATION_STATUSES)
     _logs_arguments(
-        command("logs", "Show the script logs of a deployment; --follow streams them.", _logs)
+        command(
+            "logs",
+            "Show the script logs of a deployment; --follow streams them.",
+            _logs,
+            _LOGS_EPILOG,
+        )
     )
     return parser
 
@@ -199,7 +223,18 @@ def _logs_arguments(logs: argparse.ArgumentParser) -> None:
     logs.add_argument(
         "--mqtt-endpoint", help=f"mqtt://HOST[:PORT] or mqtts://... (${MQTT_ENDPOINT_ENV})"
     )
-    logs.add_argument("--topic-root", default=DEFAULT_TOPIC_ROOT)
+    logs.add_argument(
+        "--topic-root",
+        default=DEFAULT_TOPIC_ROOT,
+        help=f"the agents' MQTT topic root (default: {DEFAULT_TOPIC_ROOT})",
+    )
+    logs.add_argument(
+        "--poll-interval",
+        type=_positive,
+        default=POLL_INTERVAL,
+        metavar="SECONDS",
+        help=f"how often --follow checks whether the deployment ended (default: {POLL_INTERVAL:g})",
+    )
     logs.add_argument("--mqtt-username", help="the broker's user name ($CODEDEPLOY_MQTT_USERNAME)")
     logs.add_argument("--mqtt-password", help="its password ($CODEDEPLOY_MQTT_PASSWORD)")
     logs.add_argument("--mqtt-ca-file", help="CA bundle for an mqtts:// broker")
@@ -284,7 +319,12 @@ def _logs(args: argparse.Namespace, clients: Clients, output: Output) -> int:
         key_file=args.mqtt_key_file,
     )
     return run_logs_follow(
-        clients.codedeploy, args.deployment_id, output, mqtt, instance=args.instance
+        clients.codedeploy,
+        args.deployment_id,
+        output,
+        mqtt,
+        instance=args.instance,
+        poll_interval=args.poll_interval,
     )
 
 

@@ -58,11 +58,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import structlog
@@ -76,49 +76,24 @@ from codedeploy_server.api.errors import (
 )
 from codedeploy_server.jobs.service import JobsError, JobsService
 from codedeploy_server.revisions import Resolver, RevisionError
-from codedeploy_server.rollout import health, records
+from codedeploy_server.rollout import deadlines, records, transitions
 from codedeploy_server.rollout.document import DEFAULT_TTL_SECONDS, build_signed_document
-from codedeploy_server.rollout.events import (
-    TargetStatus,
-    apply_change,
-    execution_status,
-    fail_target,
-    mark_queued,
-    skip_target,
-)
-from codedeploy_server.rollout.policy import (
-    BUILTIN_CONFIGS,
-    DEFAULT_CONFIG,
-    Counts,
-    MinimumHealthyHosts,
-    Verdict,
-    decide,
-)
-from codedeploy_server.rollout.records import TERMINAL, DeploymentRecord, TargetRecord
-from codedeploy_server.rollout.rollback import (
-    ROLLBACK_CREATOR,
-    create_rollback,
-    ended_message,
+from codedeploy_server.rollout.events import TargetStatus, apply_change, fail_target
+from codedeploy_server.rollout.policy import BUILTIN_CONFIGS, DEFAULT_CONFIG, MinimumHealthyHosts
+from codedeploy_server.rollout.records import TERMINAL, DeploymentRecord
+from codedeploy_server.rollout.transitions import (
+    HEALTH_CONSTRAINTS_MESSAGE,
+    NO_INSTANCES_MESSAGE,
+    STOP_MESSAGE,
+    Effects,
 )
 from codedeploy_server.store import Store, Tx, loads
 
 log = structlog.get_logger("codedeploy_server.rollout")
 
-#: AWS's HEALTH_CONSTRAINTS text (service reference §1.3); the failed instances follow it.
-HEALTH_CONSTRAINTS_MESSAGE: Final = (
-    "The overall deployment failed because too many individual instances failed deployment, "
-    "too few healthy instances are available for deployment, or some instances in your "
-    "deployment group are experiencing problems."
-)
-NO_INSTANCES_MESSAGE: Final = (
-    "The deployment failed because no instances were found for your deployment group. Check "
-    "your deployment group settings to make sure the tags for your instances correctly "
-    "identify the instances you want to deploy to, and then try again."
-)
-STOP_MESSAGE: Final = "The deployment was stopped by a StopDeployment request."
-#: How many failed instances deploymentStatusMessages lists.
-_MAX_STATUS_MESSAGES: Final = 10
 _ACTIVE_SQL: Final = "('Created', 'Queued', 'InProgress', 'Ready', 'Baking')"
+#: How long `stop()` lets the work in hand finish before cancelling it.
+STOP_GRACE: Final = 10.0
 
 
 class Change(Protocol):
@@ -126,6 +101,8 @@ class Change(Protocol):
 
     @property
     def thing(self) -> str: ...
+    @property
+    def job_id(self) -> str: ...
     @property
     def status(self) -> JobStatus: ...
     @property
@@ -141,25 +118,16 @@ class _Observed:
     """An execution's state read back from the Jobs service (resume)."""
 
     thing: str
+    job_id: str
     status: JobStatus
     status_details: dict[str, str]
     version_number: int
     changed_at: float
 
 
-@dataclass(slots=True)
-class _Effects:
-    """What a committed transaction decided to do outside the store."""
-
-    document: dict[str, Any] | None = None
-    queue: list[str] = field(default_factory=list)
-    cancel: list[str] = field(default_factory=list)
-    started: list[str] = field(default_factory=list)
-
-
 def default_server_id() -> str:
     """This process's name in deployment leases: host name and pid."""
-    return f"{socket.gethostname()}:{__import__('os').getpid()}"
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class RolloutEngine:
@@ -180,7 +148,7 @@ class RolloutEngine:
         max_duration_seconds: float = 8 * 3600.0,
         lease_seconds: float = 15.0,
         tick_seconds: float = 1.0,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.jobs = jobs
@@ -195,10 +163,13 @@ class RolloutEngine:
         self._key = signing_key
         self._key_id = key_id
         self._clock = clock
-        self._changes: asyncio.Queue[Change] = asyncio.Queue()
+        self._changes: asyncio.Queue[Change | None] = asyncio.Queue()
+        self._stopping = asyncio.Event()
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
         #: Deployments whose in-flight executions this process has re-read since it owns them.
         self._reconciled: set[str] = set()
+        #: Ended deployments whose cancellations could not be sent yet (retried every tick).
+        self._unsent: set[str] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[None]] = set()
 
@@ -209,22 +180,32 @@ class RolloutEngine:
         (the first tick runs at once)."""
         if self._tasks:
             raise RuntimeError("RolloutEngine is already running")
+        await self._find_unsent_cancels()
         self.jobs.add_listener(self._on_change)
         self._tasks = [
             asyncio.create_task(self._work_forever(), name="rollout-changes"),
             asyncio.create_task(self._tick_forever(), name="rollout-ticks"),
         ]
 
-    async def stop(self) -> None:
-        """Stop listening and ticking, and release this server's leases (another server may
-        take its deployments over at once)."""
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop listening and ticking, let the work in hand finish (within `grace` seconds,
+        then cancel it), and release this server's leases (another server may take its
+        deployments over at once). Changes not applied yet are read back on the next start."""
         self.jobs.remove_listener(self._on_change)
+        self._stopping.set()
+        self._changes.put_nowait(None)
         tasks = [*self._tasks, *self._spawned]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("rollout work cut off at stop", tasks=len(late))
+            await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
         self._reconciled.clear()
+        self._stopping.clear()
+        self._changes = asyncio.Queue()
         async with self.store.transaction() as tx:
             await tx.execute(
                 f"UPDATE deployments SET lease_until = 0 WHERE owner = ? AND status IN {_ACTIVE_SQL}",  # noqa: S608, E501 - a constant
@@ -234,16 +215,25 @@ class RolloutEngine:
     # --- RolloutControl -----------------------------------------------------------------------
 
     async def deployment_created(self, deployment_id: str) -> None:
-        """Start the deployment the API just committed (if no other live server owns it)."""
-        async with self._locked(deployment_id):
-            if await self._claim(deployment_id):
+        """Take the deployment the API just committed (unless another live server owns it)
+        and start it in the background: resolving its revision may call S3, and the API
+        answers CreateDeployment without waiting for that."""
+        if await self._claim(deployment_id):
+            self._spawn(self._start_claimed(deployment_id))
+
+    async def _start_claimed(self, deployment_id: str) -> None:
+        try:
+            async with self._locked(deployment_id):
                 await self._begin(deployment_id)
+        except Exception:
+            # Still Created and ours: the next tick tries again.
+            log.exception("starting the deployment failed", deployment_id=deployment_id)
 
     async def stop_deployment(self, deployment_id: str, auto_rollback_enabled: bool | None) -> str:
         """StopDeployment (module docstring): `Succeeded` or `Pending`."""
         async with self._locked(deployment_id):
             now = self._clock()
-            effects = _Effects()
+            effects = Effects()
             async with self.store.transaction() as tx:
                 record = await records.load(tx, deployment_id)
                 if record is None:
@@ -263,7 +253,7 @@ class RolloutEngine:
                 owned = self._may_drive(record, now)
                 if owned:
                     record.owner, record.lease_until = self.server_id, now + self.lease_seconds
-                    self._end(record, now, "Stopped", "MANUAL_STOP", STOP_MESSAGE)
+                    transitions.end(record, now, "Stopped", "MANUAL_STOP", STOP_MESSAGE)
                     await self._close(tx, record, now, effects)
                 await records.save(tx, record)
             if not owned:
@@ -298,13 +288,14 @@ class RolloutEngine:
         self._changes.put_nowait(change)
 
     async def _work_forever(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             batch = [await self._changes.get()]
             while not self._changes.empty():
                 batch.append(self._changes.get_nowait())
             grouped: dict[str, list[Change]] = {}
             for change in batch:
-                grouped.setdefault(getattr(change, "job_id", ""), []).append(change)
+                if change is not None:  # None: stop() wakes the worker
+                    grouped.setdefault(change.job_id, []).append(change)
             for deployment_id, changes in grouped.items():
                 try:
                     async with self._locked(deployment_id):
@@ -315,12 +306,13 @@ class RolloutEngine:
                     log.exception("applying job changes failed", deployment_id=deployment_id)
 
     async def _tick_forever(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.tick()
             except Exception:
                 log.exception("rollout tick failed")
-            await asyncio.sleep(self.tick_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.tick_seconds)
 
     async def tick(self) -> None:
         """Renew leases, take over deployments whose owner is gone, then for each deployment
@@ -343,6 +335,9 @@ class RolloutEngine:
                 "AND owner = ? ORDER BY create_time",
                 (self.server_id,),
             )
+        for deployment_id in sorted(self._unsent):
+            async with self._locked(deployment_id):
+                await self._cancel(deployment_id)
         ids = [row["deployment_id"] for row in owned]
         for row in orphans:
             deployment_id = row["deployment_id"]
@@ -412,7 +407,7 @@ class RolloutEngine:
             )
         except RevisionError as exc:
             problem = (exc.code, str(exc))
-        effects = _Effects()
+        effects = Effects()
         async with self.store.transaction() as tx:
             record = await records.load(tx, deployment_id)
             if record is None or record.status != "Created" or record.owner != self.server_id:
@@ -438,7 +433,7 @@ class RolloutEngine:
                 or not isinstance(minimum, MinimumHealthyHosts)
             ):
                 code, message = problem or ("INTERNAL_ERROR", "The deployment could not start.")
-                self._end(record, now, "Failed", code, message)
+                transitions.end(record, now, "Failed", code, message)
                 await self._close(tx, record, now, effects)
             else:
                 group_id, group_doc = group
@@ -455,7 +450,9 @@ class RolloutEngine:
                     key_id=self._key_id,
                 )
                 record.doc["_jobDocument"] = effects.document
-                self._drive(record, now, effects)
+                transitions.drive(
+                    record, now, effects, max_duration_seconds=self.max_duration_seconds
+                )
                 if record.status in TERMINAL:  # HEALTH_CONSTRAINTS_INVALID at once
                     await self._close(tx, record, now, effects)
             await records.save(tx, record)
@@ -515,7 +512,8 @@ class RolloutEngine:
             minimum=minimum.minimum(n),
         )
         if group.get("targetRevision"):
-            record.doc["previousRevision"] = group["targetRevision"]
+            # The API sets it from the last successful deployment; rollbacks get it here.
+            record.doc.setdefault("previousRevision", group["targetRevision"])
         group["lastAttemptedDeployment"] = {
             "deploymentId": record.deployment_id,
             "status": "InProgress",
@@ -535,7 +533,6 @@ class RolloutEngine:
             await self._begin(deployment_id)
             return
         if record.status in TERMINAL:
-            await self._resend_cancels(record)
             return
         observed: list[Change] = []
         requeue: list[str] = []
@@ -558,6 +555,7 @@ class RolloutEngine:
             observed.append(
                 _Observed(
                     thing=target.target_id,
+                    job_id=record.deployment_id,
                     status=execution.status,
                     status_details=dict(execution.status_details),
                     version_number=execution.version_number,
@@ -576,45 +574,23 @@ class RolloutEngine:
     async def _overdue(self, record: DeploymentRecord, now: float) -> dict[str, str]:
         """Targets whose execution was not picked up in time -> the message they fail with."""
         failures: dict[str, str] = {}
-        for target in record.in_status(TargetStatus.IN_PROGRESS):
-            queued_at = target.doc.get("_queuedAt")
-            if execution_status(target.doc) is not JobStatus.QUEUED or queued_at is None:
-                continue
-            if now < float(queued_at) + self.pickup_deadline_seconds:
-                continue
-            execution = await self.jobs.execution(target.target_id, record.deployment_id)
+        for thing in deadlines.overdue(record, now, self.pickup_deadline_seconds):
+            execution = await self.jobs.execution(thing, record.deployment_id)
             if execution is not None and execution.status is not JobStatus.QUEUED:
                 continue  # picked up just now: its change is on the way
-            failures[target.target_id] = await self._offline_message(target.target_id)
+            failures[thing] = deadlines.offline_message(
+                thing,
+                await self.jobs.presence(thing),
+                deadline_seconds=self.pickup_deadline_seconds,
+                topic_root=self.jobs.topic_root,
+            )
         return failures
 
-    async def _offline_message(self, thing: str) -> str:
-        seconds = f"{self.pickup_deadline_seconds:g}"
-        info = await self.jobs.presence(thing)
-        check = (
-            f"Check the agent: run `codedeploy-agent status` (or `systemctl status "
-            f"codedeploy-agent`) on the host, check that it reaches the MQTT broker, and that "
-            f"its thing name is {thing} (mqtt.thing_name in its config)."
-        )
-        if info is None:
-            return (
-                f"The agent on {thing} did not start the deployment within {seconds} seconds "
-                f"and has never reported its presence (no message on "
-                f"{self.jobs.topic_root}/{thing}/presence): it is not installed, not running, "
-                f"or cannot reach the broker. {check}"
-            )
-        since = _rfc3339(info.updated_at)
-        if not info.online:
-            return (
-                f"The agent on {thing} did not start the deployment within {seconds} seconds: "
-                f"it has been offline since {since} (its last presence message). {check}"
-            )
-        busy = info.presence.current_deployment_id
-        doing = f" it is busy with deployment {busy}," if busy else ""
-        return (
-            f"The agent on {thing} is online (presence since {since}) but did not start the "
-            f"deployment within {seconds} seconds:{doing} or it does not receive its jobs "
-            f"(topic root {self.jobs.topic_root}). {check}"
+    async def _close(self, tx: Tx, record: DeploymentRecord, now: float, effects: Effects) -> None:
+        """The deployment ended: transitions.close, and this process forgets it."""
+        self._reconciled.discard(record.deployment_id)
+        await transitions.close(
+            tx, record, now, effects, owner=self.server_id, lease=self.lease_seconds
         )
 
     async def _advance(
@@ -627,7 +603,7 @@ class RolloutEngine:
     ) -> None:
         """Apply execution changes (any server), then, on the owner, service failures and the
         next decision; perform what was decided. The caller holds the lock."""
-        effects = _Effects()
+        effects = Effects()
         async with self.store.transaction() as tx:
             record = await records.load(tx, deployment_id)
             if record is None:
@@ -644,7 +620,7 @@ class RolloutEngine:
                     change.changed_at,
                 ):
                     target.dirty = changed = True
-                    await self._settled(tx, record, target, now)
+                    await transitions.settled(tx, record, target, now)
             if record.owner == self.server_id and record.status == "InProgress":
                 for thing, message in (failures or {}).items():
                     target = record.target(thing)
@@ -652,7 +628,7 @@ class RolloutEngine:
                         fail_target(target.doc, now, message)
                         target.dirty = changed = True
                         effects.cancel.append(thing)
-                        await self._settled(tx, record, target, now)
+                        await transitions.settled(tx, record, target, now)
                         log.warning(
                             "agent did not pick up its job",
                             deployment_id=deployment_id,
@@ -661,7 +637,9 @@ class RolloutEngine:
                 effects.document = record.doc.get("_jobDocument")
                 effects.queue.extend(t for t in requeue if record.target(t) is not None)
                 status = record.status
-                self._drive(record, now, effects)
+                transitions.drive(
+                    record, now, effects, max_duration_seconds=self.max_duration_seconds
+                )
                 if record.status in TERMINAL:
                     await self._close(tx, record, now, effects)
                 changed = changed or record.status != status or bool(effects.queue)
@@ -669,190 +647,9 @@ class RolloutEngine:
                 await records.save(tx, record)
         await self._perform(deployment_id, effects)
 
-    def _drive(self, record: DeploymentRecord, now: float, effects: _Effects) -> None:
-        """The policy's next step for an InProgress deployment (targets and status in memory;
-        `_close` does the rest of ending it)."""
-        if "_stopRequest" in record.doc:
-            self._end(record, now, "Stopped", "MANUAL_STOP", STOP_MESSAGE)
-            return
-        started = float(record.doc.get("startTime") or now)
-        if now > started + self.max_duration_seconds:
-            hours = self.max_duration_seconds / 3600
-            self._end(
-                record,
-                now,
-                "Failed",
-                "TIMEOUT",
-                f"The deployment has timed out: an in-place deployment may run at most "
-                f"{hours:g} hours.",
-            )
-            return
-        counts = Counts(
-            succeeded=len(record.in_status(TargetStatus.SUCCEEDED)),
-            failed=len(record.in_status(TargetStatus.FAILED)),
-            in_flight=len(record.in_status(TargetStatus.IN_PROGRESS)),
-            pending=len(record.in_status(TargetStatus.PENDING)),
-        )
-        minimum = int(record.engine.get("minimum", 0))
-        decision = decide(counts, minimum)
-        if decision.verdict is Verdict.CONTINUE:
-            for target in record.in_status(TargetStatus.PENDING)[: decision.start]:
-                mark_queued(target.doc, now)
-                target.dirty = True
-                effects.queue.append(target.target_id)
-        elif decision.verdict is Verdict.SUCCEEDED:
-            self._end(record, now, "Succeeded", None, None)
-        elif decision.verdict is Verdict.FAILED:
-            self._end(record, now, "Failed", "HEALTH_CONSTRAINTS", _health_message(record))
-        else:
-            self._end(
-                record,
-                now,
-                "Failed",
-                "HEALTH_CONSTRAINTS_INVALID",
-                f"The revision cannot be successfully deployed within the instance health "
-                f"constraints specified: the deployment config "
-                f"{record.doc.get('deploymentConfigName')} keeps at least {minimum} of the "
-                f"{counts.total} instances healthy, so none may be taken offline. Use a config "
-                f"with a lower minimum healthy hosts value, or deploy to more instances.",
-            )
-
-    def _end(
-        self,
-        record: DeploymentRecord,
-        now: float,
-        status: str,
-        code: str | None,
-        message: str | None,
-    ) -> None:
-        record.status = status
-        record.doc["completeTime"] = now
-        if code is not None:
-            record.doc["errorInformation"] = {"code": code, "message": message or ""}
-        failed = [
-            f"{t.target_id}: {_failure_summary(t)}" for t in record.in_status(TargetStatus.FAILED)
-        ]
-        if failed and status != "Succeeded":
-            record.doc["deploymentStatusMessages"] = failed[:_MAX_STATUS_MESSAGES]
-
-    async def _close(self, tx: Tx, record: DeploymentRecord, now: float, effects: _Effects) -> None:
-        """Everything that goes with a terminal status: in-flight targets cancelled, pending
-        ones skipped, the group's bookkeeping, the rollback."""
-        reason = {
-            "Stopped": "The deployment was stopped (StopDeployment) while this event was "
-            "running; the agent was told to stop its scripts (job execution CANCELED).",
-            "Failed": "The deployment ended (it failed on other instances) while this event "
-            "was running; the agent was told to stop its scripts (job execution CANCELED).",
-        }.get(record.status, "The deployment ended while this event was running.")
-        for target in record.targets:
-            if target.status is TargetStatus.IN_PROGRESS:
-                effects.cancel.append(target.target_id)
-                if execution_status(target.doc) in (None, JobStatus.QUEUED):
-                    skip_target(target.doc, now)
-                else:
-                    fail_target(target.doc, now, reason)
-                    await self._settled(tx, record, target, now)
-                target.dirty = True
-            elif target.status is TargetStatus.PENDING:
-                skip_target(target.doc, now)
-                target.dirty = True
-        if effects.cancel:
-            record.doc["_cancels"] = list(effects.cancel)
-        self._reconciled.discard(record.deployment_id)
-        group = await records.load_group(tx, record.application_name, record.group_name)
-        if group is not None:
-            group_id, group_doc = group
-            last = {
-                "deploymentId": record.deployment_id,
-                "status": record.status,
-                "endTime": now,
-                "createTime": record.doc.get("createTime", now),
-            }
-            group_doc["lastAttemptedDeployment"] = last
-            if record.status == "Succeeded":
-                group_doc["lastSuccessfulDeployment"] = last
-                if record.doc.get("revision"):
-                    group_doc["targetRevision"] = record.doc["revision"]
-            elif self._rolls_back(record, group_doc):
-                rollback_id, message = await create_rollback(
-                    tx,
-                    record,
-                    group_id,
-                    group_doc,
-                    now=now,
-                    owner=self.server_id,
-                    lease_until=now + self.lease_seconds,
-                )
-                info: dict[str, Any] = {"rollbackMessage": message}
-                if rollback_id is not None:
-                    info["rollbackDeploymentId"] = rollback_id
-                    effects.started.append(rollback_id)
-                record.doc["rollbackInfo"] = info
-                log.info(
-                    "automatic rollback",
-                    deployment_id=record.deployment_id,
-                    rollback_deployment_id=rollback_id,
-                    message=message,
-                )
-            await records.save_group(tx, record.application_name, record.group_name, group_doc)
-        await self._report_to_trigger(tx, record)
-        log.info(
-            "deployment ended",
-            deployment_id=record.deployment_id,
-            status=record.status,
-            error=record.doc.get("errorInformation", {}).get("code"),
-        )
-
-    def _rolls_back(self, record: DeploymentRecord, group: Mapping[str, Any]) -> bool:
-        """Whether the ended deployment is rolled back (§4.1, §4.2)."""
-        if record.doc.get("creator") == ROLLBACK_CREATOR:
-            return False  # a rollback is never rolled back
-        config = record.doc.get("autoRollbackConfiguration")
-        if not isinstance(config, Mapping):
-            config = group.get("autoRollbackConfiguration")
-        enabled = isinstance(config, Mapping) and bool(config.get("enabled"))
-        events = set(config.get("events") or ()) if isinstance(config, Mapping) else set()
-        if record.status == "Stopped":
-            explicit = (record.doc.get("_stopRequest") or {}).get("autoRollbackEnabled")
-            if explicit is not None:
-                return bool(explicit)
-            return enabled and "DEPLOYMENT_STOP_ON_REQUEST" in events
-        return enabled and "DEPLOYMENT_FAILURE" in events
-
-    async def _report_to_trigger(self, tx: Tx, record: DeploymentRecord) -> None:
-        """A rollback that ended updates the rollbackMessage of the deployment it rolls back."""
-        trigger_id = record.doc.get("_rollbackOf")
-        if not trigger_id:
-            return
-        trigger = await records.deployment_doc(tx, str(trigger_id), lock=True)
-        if trigger is None:
-            return
-        info = trigger.setdefault("rollbackInfo", {})
-        info["rollbackMessage"] = ended_message(
-            record.deployment_id, str(record.doc.get("_revisionFrom", "")), record.status
-        )
-        await records.write_deployment_doc(tx, str(trigger_id), trigger)
-
-    async def _settled(
-        self, tx: Tx, record: DeploymentRecord, target: TargetRecord, now: float
-    ) -> None:
-        """Record a target that just ended in the instance health table."""
-        group_id = record.engine.get("groupId")
-        if not group_id or target.status not in (TargetStatus.SUCCEEDED, TargetStatus.FAILED):
-            return
-        await health.record(
-            tx,
-            str(group_id),
-            target.target_id,
-            succeeded=target.status is TargetStatus.SUCCEEDED,
-            revision=record.doc.get("revision"),
-            deployment_id=record.deployment_id,
-            now=now,
-        )
-
     # --- side effects -------------------------------------------------------------------------
 
-    async def _perform(self, deployment_id: str, effects: _Effects) -> bool:
+    async def _perform(self, deployment_id: str, effects: Effects) -> bool:
         """Queue and cancel executions, start rollbacks; False when a cancellation could not
         be sent (it is retried on the next tick)."""
         failures: dict[str, str] = {}
@@ -878,13 +675,21 @@ class RolloutEngine:
                 log.exception("queueing a job failed", deployment_id=deployment_id, thing=thing)
         sent = await self._cancel(deployment_id, effects.cancel)
         for rollback_id in effects.started:
-            self._spawn(self.deployment_created(rollback_id))
+            self._spawn(self._start_claimed(rollback_id))  # written with this server as owner
         if failures:
             await self._advance(deployment_id, failures=failures)
         return sent
 
-    async def _cancel(self, deployment_id: str, things: list[str]) -> bool:
+    async def _cancel(self, deployment_id: str, things: Iterable[str] | None = None) -> bool:
+        """Cancel the executions of `things` (default: the deployment's `_cancels`); once all
+        are sent, `_cancels` is cleared. False when one could not be sent (retried later)."""
+        if things is None:
+            async with self.store.transaction() as tx:
+                record = await records.load(tx, deployment_id)
+            things = [] if record is None else list(record.doc.get("_cancels") or [])
+        things = list(things)
         if not things:
+            self._unsent.discard(deployment_id)
             return True
         sent = True
         for thing in things:
@@ -893,49 +698,33 @@ class RolloutEngine:
             except Exception:
                 sent = False
                 log.exception("cancelling a job failed", deployment_id=deployment_id, thing=thing)
-        if sent:
-            async with self.store.transaction() as tx:
-                record = await records.load(tx, deployment_id)
-                if record is not None and record.doc.pop("_cancels", None) is not None:
-                    await records.write_deployment_doc(tx, deployment_id, record.doc)
-        return sent
+        if not sent:
+            self._unsent.add(deployment_id)
+            return False
+        async with self.store.transaction() as tx:
+            record = await records.load(tx, deployment_id)
+            if record is not None and record.doc.pop("_cancels", None) is not None:
+                await records.write_deployment_doc(tx, deployment_id, record.doc)
+        self._unsent.discard(deployment_id)
+        return True
 
-    async def _resend_cancels(self, record: DeploymentRecord) -> None:
-        cancels = record.doc.get("_cancels")
-        if cancels:
-            await self._cancel(record.deployment_id, [str(thing) for thing in cancels])
+    async def _find_unsent_cancels(self) -> None:
+        """At start: deployments that ended within the job documents' lifetime with
+        cancellations that were decided but maybe never sent (the server stopped between the
+        commit and the cancel). Older jobs cannot run any more: their documents expired."""
+        since = self._clock() - self.job_ttl_seconds
+        async with self.store.transaction() as tx:
+            rows = await tx.fetchall(
+                "SELECT deployment_id FROM deployments WHERE status IN ('Failed', 'Stopped') "
+                "AND complete_time > ? AND doc LIKE ?",
+                (since, '%"_cancels":%'),
+            )
+        self._unsent.update(row["deployment_id"] for row in rows)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
         self._spawned.add(task)
         task.add_done_callback(self._spawned.discard)
-
-
-def _rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _failure_summary(target: TargetRecord) -> str:
-    for event in target.doc.get("lifecycleEvents", []):
-        if event.get("status") == "Failed" and event.get("diagnostics"):
-            diagnostics = event["diagnostics"]
-            text = str(diagnostics.get("message", "")).splitlines()
-            first = text[0] if text else ""
-            return f"{event['lifecycleEventName']} failed ({diagnostics.get('errorCode')})" + (
-                f": {first[:300]}" if first else ""
-            )
-    return "failed"
-
-
-def _health_message(record: DeploymentRecord) -> str:
-    failed = [t.target_id for t in record.in_status(TargetStatus.FAILED)]
-    if not failed:
-        return HEALTH_CONSTRAINTS_MESSAGE
-    return (
-        f"{HEALTH_CONSTRAINTS_MESSAGE} Failed instances: {', '.join(failed[:20])}"
-        f"{' ...' if len(failed) > 20 else ''}. GetDeploymentTarget (or `codedeploy status "
-        f"{record.deployment_id}`) shows why each one failed."
-    )
 
 
 __all__ = [

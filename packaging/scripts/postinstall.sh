@@ -15,9 +15,9 @@ set -e
 APP=/opt/codedeploy-agent
 
 case "$1" in
-    configure) upgrade=${2:+yes} ;;
-    1) upgrade= ;;
-    [0-9]*) upgrade= ;;  # RPM upgrade: %postun of the old package restarts the agent
+    configure) mode=${2:+upgrade}; mode=${mode:-install} ;;
+    1) mode=install ;;
+    [0-9]*) mode=rpm-upgrade ;;  # %postun of the old package restarts the agent
     abort-*) exit 0 ;;
     *) echo "postinst called with unknown argument '$1'" >&2; exit 1 ;;
 esac
@@ -29,9 +29,9 @@ install -d -m 0755 -o root -g root \
 
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload >/dev/null 2>&1 || true
-    if [ -n "$upgrade" ]; then
+    if [ "$mode" = upgrade ]; then
         "$APP/libexec/restart-when-idle" --schedule || true
-    else
+    elif [ "$mode" = install ]; then
         echo "codedeploy-agent: configure /etc/codedeploy-agent/conf/codedeployagent.yml, then" \
             "run: systemctl enable --now codedeploy-agent && codedeploy-agent doctor"
     fi

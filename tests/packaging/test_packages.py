@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.packaging.conftest import VERSION, Packages
+from tests.packaging.conftest import BUILD, VERSION, Packages
 
 pytestmark = pytest.mark.slow
 
@@ -182,3 +184,44 @@ def test_maintainer_scripts_are_posix_sh() -> None:
         for shell in ("dash", "sh"):
             if shutil.which(shell):
                 subprocess.run([shell, "-n", str(script)], check=True)
+
+
+def test_signed_rpm(tmp_path: Path, packages: Packages) -> None:
+    """--sign-key signs the RPM: rpmkeys verifies it with the public key (the default build is unsigned)."""
+    if shutil.which("gpg") is None:
+        pytest.skip("gpg is not installed")
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    env = {"GNUPGHOME": str(home), "PATH": os.environ["PATH"]}
+
+    def gpg(*args: str) -> bytes:
+        return subprocess.run(
+            ["gpg", "--batch", "--quiet", *args], env=env, capture_output=True, check=True
+        ).stdout
+
+    gpg(
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "test <test@codedeploy-agent.invalid>",
+        "rsa2048",
+        "sign",
+        "never",
+    )
+    (tmp_path / "key.asc").write_bytes(gpg("--armor", "--export-secret-keys"))
+    (tmp_path / "pub.asc").write_bytes(gpg("--armor", "--export"))
+    result = subprocess.run(
+        [sys.executable, str(BUILD), "--out", str(tmp_path / "out"), "--formats", "rpm",
+         "--sign-key", str(tmp_path / "key.asc")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    signed = Path(result.stdout.strip())
+    database = tmp_path / "rpmdb"
+    database.mkdir()
+    subprocess.run(
+        ["rpmkeys", "--dbpath", str(database), "--import", str(tmp_path / "pub.asc")], check=True
+    )
+    checked = output("rpmkeys", "--dbpath", str(database), "--checksig", signed)
+    assert checked == f"{signed}: digests signatures OK\n"
+    assert "Signature   : (none)" in output("rpm", "-qpi", packages.rpm)

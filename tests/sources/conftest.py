@@ -120,6 +120,21 @@ class Exchange:
         handler.end_headers()
         handler.wfile.write(body)
 
+    def respond_headers(self, status: int, headers: dict[str, str]) -> None:
+        """Send the status line and headers only; the body follows with `write`."""
+        handler = self._handler
+        handler.send_response(status)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        handler.wfile.flush()
+
+    def write(self, data: bytes) -> None:
+        """Send body bytes now (raises OSError once the client has gone)."""
+        self._handler.wfile.write(data)
+        self._handler.wfile.flush()
+
     def redirect(self, location: str, status: int = 302) -> None:
         """Answer a redirect to `location`."""
         self.respond(status, headers={"Location": location})
@@ -441,7 +456,11 @@ class _ProxyHandler(socketserver.StreamRequestHandler):
                 return
         if method == "CONNECT":
             port = int(target.rsplit(":", 1)[1])
-            upstream = socket.create_connection(("127.0.0.1", port))
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port))
+            except OSError:
+                self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                return
             self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
             self.wfile.flush()
             _relay(self.connection, upstream)

@@ -505,13 +505,24 @@ def test_parallel_ranged_download_of_a_large_file(http_server: LocalServer, tmp_
     active = [0]
     peak = [0]
     lock = threading.Lock()
+    another_part_started = threading.Event()
 
     def counting(ex: Exchange) -> None:
         with lock:
             active[0] += 1
             peak[0] = max(peak[0], active[0])
         try:
-            ex.serve(data)
+            if ex.headers["range"] != f"bytes=0-{part - 1}":
+                another_part_started.set()
+                ex.serve(data)
+                return
+            # The first part holds back half its body until another part is being fetched:
+            # the parts must overlap in time, however loaded the machine is.
+            headers = {"ETag": '"v1"', "Content-Range": f"bytes 0-{part - 1}/{len(data)}"}
+            ex.respond_headers(206, {**headers, "Content-Length": str(part)})
+            ex.write(data[: part // 2])
+            another_part_started.wait(10)
+            ex.write(data[part // 2 : part])
         finally:
             with lock:
                 active[0] -= 1
@@ -614,6 +625,23 @@ def test_an_empty_object_is_fetched_after_a_416(http_server: LocalServer, tmp_pa
         f"bytes=0-{64 * 1024**2 - 1}",
         None,
     ]
+
+
+def test_a_range_of_unknown_total_size_is_not_split(
+    http_server: LocalServer, tmp_path: Path
+) -> None:
+    """A 206 whose Content-Range hides the total (`/*`) is dropped for a plain GET."""
+
+    def unknown_total(ex: Exchange) -> None:
+        if "range" in ex.headers:
+            ex.respond(206, DATA[:1000], {"Content-Range": "bytes 0-999/*"})
+        else:
+            ex.serve(DATA)
+
+    url = http_server.route("/b", unknown_total)
+    result = fetch(url, tmp_path / "b", config=make_config(tmp_path, part_size=1000))
+    assert result.sha256 == sha(DATA)
+    assert [s.headers.get("range") for s in http_server.requests_to("/b")] == ["bytes=0-999", None]
 
 
 # --- size cap ----------------------------------------------------------------------------------

@@ -308,3 +308,22 @@ def test_an_unreachable_proxy_is_named_in_the_error(tmp_path: Path) -> None:
         ":proxy_uri:, HTTPS_PROXY, NO_PROXY and download.no_proxy)."
     )
     assert ":pw@" not in message
+
+
+def test_a_proxy_that_cannot_reach_the_host_is_a_network_failure(
+    proxy_server: LocalProxy, tmp_path: Path
+) -> None:
+    """A 502 answer to CONNECT is retried, then reported as the proxy's failure to connect."""
+    port = unused_port()
+    url = f"https://bundles.example.test:{port}/b"
+    with pytest.raises(DownloadError) as caught:
+        fetch(url, tmp_path, {"HTTPS_PROXY": proxy_server.url})
+    failure = (
+        f"the proxy {proxy_server.url} could not connect to bundles.example.test:{port} "
+        "(502 'Bad Gateway')"
+    )
+    assert str(caught.value).startswith(
+        f"Cannot download test object from {url}: {failure} (2 failed attempts: {failure}; {failure})."
+    )
+    assert caught.value.status is None
+    assert len(proxy_server.requests) == 2

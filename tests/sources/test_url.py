@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from codedeploy_agent.errors import BundleError
 from codedeploy_agent.host.layout import DeploymentDir
 from codedeploy_agent.sources.url import fetch_url
 from codedeploy_agent.spec import BundleType, UrlRevision
-from tests.sources.conftest import LocalServer, make_config
+from tests.sources.conftest import Exchange, LocalServer, make_config
 
 DATA = b"\x1f\x8b url bundle" * 10_000
 DIGEST = hashlib.sha256(DATA).hexdigest()
@@ -126,3 +129,39 @@ async def test_signed_urls_stay_out_of_errors_and_logs(
     for secret in ("SIGVALUE", "TOKVALUE"):
         assert secret not in str(caught.value)
         assert secret not in repr(logs)
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_task_stops_the_download(
+    http_server: LocalServer, tmp_path: Path
+) -> None:
+    """A cancelled fetch (the agent stopping) stops its download thread and removes the part."""
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    closed = threading.Event()
+
+    def trickle(ex: Exchange) -> None:
+        ex.respond_headers(200, {"Content-Length": str(100 * 65536)})
+        loop.call_soon_threadsafe(started.set)
+        try:
+            for _ in range(100):
+                ex.write(b"x" * 65536)
+                time.sleep(0.05)
+        except OSError:
+            closed.set()
+
+    url = http_server.route("/slow.tgz", trickle)
+    folder = deployment(tmp_path)
+    task = asyncio.create_task(
+        fetch_url(UrlRevision(url, BundleType.TGZ, DIGEST), folder, make_config(tmp_path))
+    )
+    await asyncio.wait_for(started.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(closed.wait, 5)
+    for _ in range(100):
+        if not list(folder.path.iterdir()):
+            break
+        await asyncio.sleep(0.05)
+    assert list(folder.path.iterdir()) == []

@@ -8,21 +8,21 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import botocore.session
+import botocore.session  # type: ignore[import-untyped,unused-ignore]
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.client import BaseClient, Config
-from botocore.credentials import Credentials
-from botocore.exceptions import ClientError
+from botocore.auth import SigV4Auth  # type: ignore[import-untyped,unused-ignore]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped,unused-ignore]
+from botocore.client import BaseClient, Config  # type: ignore[import-untyped,unused-ignore]
+from botocore.credentials import Credentials  # type: ignore[import-untyped,unused-ignore]
+from botocore.exceptions import ClientError  # type: ignore[import-untyped,unused-ignore]
 
 from codedeploy_server.api import create_api
 from codedeploy_server.store import Store, dumps, loads
 
 ACCESS_KEY = "AKIDCODEDEPLOYTEST01"
-SECRET_KEY = "cd-test-secret/Key+0123456789abcdefghij"
+SECRET_KEY = "cd-test-secret/Key+0123456789abcdefghij"  # noqa: S105 - a test key
 CREDENTIALS = {ACCESS_KEY: SECRET_KEY}
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

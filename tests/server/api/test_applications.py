@@ -101,7 +101,9 @@ async def test_batch_get(api: Api) -> None:
     assert [info["applicationName"] for info in infos] == ["b", "a"]
     error = await api.error("batch_get_applications", applicationNames=["a", "zzz"])
     assert error.response["Error"]["Code"] == "ApplicationDoesNotExistException"
-    error = await api.error("batch_get_applications", applicationNames=[f"x{i}" for i in range(101)])
+    error = await api.error(
+        "batch_get_applications", applicationNames=[f"x{i}" for i in range(101)]
+    )
     assert error.response["Error"]["Code"] == "BatchLimitExceededException"
 
 
@@ -113,7 +115,9 @@ async def test_rename_carries_groups_along(api: Api) -> None:
     assert (await api.call("list_applications"))["applications"] == ["site"]
     groups = await api.call("list_deployment_groups", applicationName="site")
     assert groups["deploymentGroups"] == ["prod"]
-    info = await api.call("get_deployment_group", applicationName="site", deploymentGroupName="prod")
+    info = await api.call(
+        "get_deployment_group", applicationName="site", deploymentGroupName="prod"
+    )
     assert info["deploymentGroupInfo"]["applicationName"] == "site"
 
 

@@ -60,11 +60,23 @@ async def test_create_custom_and_list(api: Api) -> None:
 @pytest.mark.parametrize(
     ("params", "code"),
     [
-        ({"minimumHealthyHosts": {"type": "FLEET_PERCENT", "value": 100}}, "InvalidMinimumHealthyHostValueException"),
-        ({"minimumHealthyHosts": {"type": "HOST_COUNT", "value": -1}}, "InvalidMinimumHealthyHostValueException"),
-        ({"minimumHealthyHosts": {"type": "MOST_CONCURRENCY", "value": 1}}, "InvalidMinimumHealthyHostValueException"),
+        (
+            {"minimumHealthyHosts": {"type": "FLEET_PERCENT", "value": 100}},
+            "InvalidMinimumHealthyHostValueException",
+        ),
+        (
+            {"minimumHealthyHosts": {"type": "HOST_COUNT", "value": -1}},
+            "InvalidMinimumHealthyHostValueException",
+        ),
+        (
+            {"minimumHealthyHosts": {"type": "MOST_CONCURRENCY", "value": 1}},
+            "InvalidMinimumHealthyHostValueException",
+        ),
         ({}, "InvalidMinimumHealthyHostValueException"),
-        ({"minimumHealthyHosts": {"type": "HOST_COUNT"}}, "InvalidMinimumHealthyHostValueException"),
+        (
+            {"minimumHealthyHosts": {"type": "HOST_COUNT"}},
+            "InvalidMinimumHealthyHostValueException",
+        ),
         (
             {"computePlatform": "Lambda", "trafficRoutingConfig": {"type": "AllAtOnce"}},
             "InvalidComputePlatformException",

@@ -19,7 +19,9 @@ async def _create(api: Api, **settings: Any) -> dict[str, Any]:
         serviceRoleArn=ROLE_ARN,
         **settings,
     )
-    answer = await api.call("get_deployment_group", applicationName="web", deploymentGroupName="prod")
+    answer = await api.call(
+        "get_deployment_group", applicationName="web", deploymentGroupName="prod"
+    )
     info: dict[str, Any] = answer["deploymentGroupInfo"]
     return info
 
@@ -102,12 +104,18 @@ async def test_tag_set(api: Api) -> None:
         ({"autoScalingGroups": ["asg"]}, "InvalidAutoScalingGroupException"),
         ({"deploymentConfigName": "Missing.Config"}, "DeploymentConfigDoesNotExistException"),
         ({"serviceRoleArn": "not-an-arn"}, "InvalidRoleException"),
-        ({"autoRollbackConfiguration": {"enabled": True, "events": []}}, "InvalidAutoRollbackConfigException"),
+        (
+            {"autoRollbackConfiguration": {"enabled": True, "events": []}},
+            "InvalidAutoRollbackConfigException",
+        ),
         (
             {"alarmConfiguration": {"enabled": True, "alarms": [{"name": "cpu"}]}},
             "InvalidAlarmConfigException",
         ),
-        ({"loadBalancerInfo": {"elbInfoList": [{"name": "lb"}]}}, "InvalidLoadBalancerInfoException"),
+        (
+            {"loadBalancerInfo": {"elbInfoList": [{"name": "lb"}]}},
+            "InvalidLoadBalancerInfoException",
+        ),
         (
             {
                 "triggerConfigurations": [
@@ -137,7 +145,10 @@ async def test_blue_green_message_says_why(api: Api) -> None:
         applicationName="web",
         deploymentGroupName="prod",
         serviceRoleArn=ROLE_ARN,
-        deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+        deploymentStyle={
+            "deploymentType": "BLUE_GREEN",
+            "deploymentOption": "WITH_TRAFFIC_CONTROL",
+        },
     )
     assert error.response["Error"]["Message"] == (
         "Deployment type BLUE_GREEN is not supported: this server deploys in place "
@@ -305,7 +316,9 @@ async def test_list_batch_get_and_delete(api: Api) -> None:
     )
     assert [g["deploymentGroupName"] for g in batch["deploymentGroupsInfo"]] == ["b"]
     assert batch["errorMessage"] == "Deployment groups not found: zz"
-    deleted = await api.call("delete_deployment_group", applicationName="web", deploymentGroupName="a")
+    deleted = await api.call(
+        "delete_deployment_group", applicationName="web", deploymentGroupName="a"
+    )
     assert deleted["hooksNotCleanedUp"] == []
     await api.call("delete_deployment_group", applicationName="web", deploymentGroupName="a")
     listed = await api.call("list_deployment_groups", applicationName="web")

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import aiohttp
-import botocore.session
+import botocore.session  # type: ignore[import-untyped,unused-ignore]
 import pytest
 from aiohttp.test_utils import TestServer
-from botocore import UNSIGNED
-from botocore.client import Config
+from botocore import UNSIGNED  # type: ignore[import-untyped,unused-ignore]
+from botocore.client import Config  # type: ignore[import-untyped,unused-ignore]
 
 from codedeploy_server.api import create_api
 from codedeploy_server.store import open_store
@@ -27,7 +27,7 @@ from tests.server.api.conftest import (
 @pytest.mark.asyncio
 async def test_wrong_secret_raises_invalid_signature(api: Api) -> None:
     """boto3 signing with the wrong secret gets ClientError InvalidSignatureException (400)."""
-    api.client = make_client(api.session, api.url, secret_key="wrong-secret")
+    api.client = make_client(api.session, api.url, secret_key="wrong-secret")  # noqa: S106 - a test key
     error = await api.error("list_applications")
     assert error.response["Error"]["Code"] == "InvalidSignatureException"
     assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
@@ -91,9 +91,10 @@ async def test_success_headers(api: Api) -> None:
     """A successful answer has the JSON 1.1 content type and a request id."""
     body = b"{}"
     headers = signed_headers(api.url + "/", body, target="ListApplications")
-    async with aiohttp.ClientSession() as session, session.post(
-        api.url + "/", data=body, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(api.url + "/", data=body, headers=headers) as response,
+    ):
         assert response.status == 200
         assert response.headers["Content-Type"] == "application/x-amz-json-1.1"
         assert len(response.headers["x-amzn-RequestId"]) == 36
@@ -105,9 +106,10 @@ async def test_unknown_operation(api: Api) -> None:
     """A target that names no operation is UnknownOperationException, 400, as JSON."""
     body = b"{}"
     headers = signed_headers(api.url + "/", body, target="LaunchRockets")
-    async with aiohttp.ClientSession() as session, session.post(
-        api.url + "/", data=body, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(api.url + "/", data=body, headers=headers) as response,
+    ):
         assert response.status == 400
         assert response.headers["Content-Type"] == "application/x-amz-json-1.1"
         answer = json.loads(await response.read())
@@ -120,9 +122,10 @@ async def test_body_that_is_not_an_object(api: Api) -> None:
     """A signed body that is JSON but not an object is SerializationException."""
     body = b"[1, 2]"
     headers = signed_headers(api.url + "/", body, target="ListApplications")
-    async with aiohttp.ClientSession() as session, session.post(
-        api.url + "/", data=body, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(api.url + "/", data=body, headers=headers) as response,
+    ):
         answer = json.loads(await response.read())
         assert response.status == 400
     assert answer == {
@@ -147,8 +150,9 @@ async def test_unknown_members_are_ignored(api: Api) -> None:
     """Members a newer SDK might send are dropped, not refused."""
     body = json.dumps({"applicationName": "web", "someFutureField": 1}).encode()
     headers = signed_headers(api.url + "/", body, target="CreateApplication")
-    async with aiohttp.ClientSession() as session, session.post(
-        api.url + "/", data=body, headers=headers
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(api.url + "/", data=body, headers=headers) as response,
+    ):
         assert response.status == 200
     assert (await api.call("list_applications"))["applications"] == ["web"]

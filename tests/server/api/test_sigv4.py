@@ -80,7 +80,7 @@ def test_changed_body_is_a_bad_signature() -> None:
 
 def test_wrong_secret_is_a_bad_signature() -> None:
     """A known key signed with the wrong secret is refused as InvalidSignatureException."""
-    headers = signed_headers(URL, BODY, target="GetApplication", secret_key="not-the-secret")
+    headers = signed_headers(URL, BODY, target="GetApplication", secret_key="not-the-secret")  # noqa: S106 - a test key
     error = _refusal(_verifier(_signed_at(headers)), _request(headers))
     assert isinstance(error, InvalidSignatureException)
 
@@ -176,8 +176,10 @@ def test_host_must_be_signed() -> None:
 def test_malformed_authorization_lists_missing_parts() -> None:
     """An Authorization header without its parts names each missing one."""
     request = _request(
-        {"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/codedeploy/aws4_request",
-         "X-Amz-Date": "20240101T000000Z"}
+        {
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/codedeploy/aws4_request",
+            "X-Amz-Date": "20240101T000000Z",
+        }
     )
     error = _refusal(_verifier(0), request)
     assert isinstance(error, IncompleteSignatureException)

@@ -159,9 +159,11 @@ class ServerThread:
 async def update_deployment(store: Store, deployment_id: str, **changes: Any) -> None:
     """Merge `changes` into the deployment's DeploymentInfo (and its status column)."""
     async with store.transaction() as tx:
-        row = await tx.fetchone("SELECT doc FROM deployments WHERE deployment_id = ?", (deployment_id,))
+        row = await tx.fetchone(
+            "SELECT doc FROM deployments WHERE deployment_id = ?", (deployment_id,)
+        )
         assert row is not None, deployment_id
-        doc = loads(row[0])
+        doc = loads(row["doc"])
         doc.update(changes)
         if doc["status"] in ("Succeeded", "Failed", "Stopped"):
             doc.setdefault("completeTime", time.time())
@@ -177,6 +179,7 @@ async def update_target(
     target_id: str,
     status: str,
     events: Mapping[str, str] | None = None,
+    *,
     diagnostics: Mapping[str, dict[str, str]] | None = None,
 ) -> None:
     """Set a target's status and some of its lifecycle events' statuses and diagnostics."""
@@ -186,7 +189,7 @@ async def update_target(
             (deployment_id, target_id),
         )
         assert row is not None, (deployment_id, target_id)
-        doc = loads(row[0])
+        doc = loads(row["doc"])
         now = time.time()
         doc["status"] = status
         doc["lastUpdatedAt"] = now
@@ -211,12 +214,11 @@ async def copy_as_rollback(store: Store, original: str, rollback_id: str, status
     """Write a rollback deployment of `original` (its targets too), as the engine does."""
     async with store.transaction() as tx:
         row = await tx.fetchone(
-            "SELECT application_name, group_name, create_time, doc FROM deployments "
-            "WHERE deployment_id = ?",
+            "SELECT application_name, group_name, doc FROM deployments WHERE deployment_id = ?",
             (original,),
         )
         assert row is not None
-        doc = loads(row[3])
+        doc = loads(row["doc"])
         doc.update(
             deploymentId=rollback_id,
             status=status,
@@ -225,17 +227,26 @@ async def copy_as_rollback(store: Store, original: str, rollback_id: str, status
             completeTime=time.time(),
         )
         doc.pop("errorInformation", None)
-        await tx.execute(
-            "INSERT INTO deployments (deployment_id, application_name, group_name, status, "
-            "create_time, doc) VALUES (?, ?, ?, ?, ?, ?)",
-            (rollback_id, row[0], row[1], status, time.time(), dumps(doc)),
-        )
         targets = await tx.fetchall(
             "SELECT target_id, position, doc FROM deployment_targets WHERE deployment_id = ?",
             (original,),
         )
-        for target_id, position, target_doc in targets:
-            tdoc = loads(target_doc)
+        counts = dict.fromkeys(("Pending", "InProgress", "Succeeded", "Failed", "Skipped"), 0)
+        doc["deploymentOverview"] = {**counts, "Ready": 0, status: len(targets)}
+        await tx.execute(
+            "INSERT INTO deployments (deployment_id, application_name, group_name, status, "
+            "create_time, doc) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                rollback_id,
+                row["application_name"],
+                row["group_name"],
+                status,
+                time.time(),
+                dumps(doc),
+            ),
+        )
+        for target in targets:
+            tdoc = loads(target["doc"])
             tdoc.update(deploymentId=rollback_id, status=status)
             for event in tdoc["lifecycleEvents"]:
                 event["status"] = status
@@ -243,5 +254,5 @@ async def copy_as_rollback(store: Store, original: str, rollback_id: str, status
             await tx.execute(
                 "INSERT INTO deployment_targets (deployment_id, target_id, status, position, doc) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (rollback_id, target_id, status, position, dumps(tdoc)),
+                (rollback_id, target["target_id"], status, target["position"], dumps(tdoc)),
             )

@@ -15,6 +15,7 @@ from moto.server import ThreadedMotoServer
 from codedeploy_server.opcli.main import main
 from tests.fakes.broker_fixtures import mosquitto, mosquitto_factory  # noqa: F401
 from tests.server.opcli.api_server import ApiServer, ServerThread
+from tests.server.opcli.e2e import make_fleet
 
 ACCESS_KEY = "AKIDOPCLITEST0000001"
 SECRET_KEY = "opcli-test-secret-key"  # noqa: S105 - a test credential
@@ -88,6 +89,12 @@ def api(aws_env: None, tmp_path: Path) -> Iterator[ApiServer]:
         finally:
             thread.stop()
             structlog.reset_defaults()
+
+
+@pytest.fixture
+def fleet(api: ApiServer) -> ApiServer:
+    """The API with application `web`, group `prod` (host-1, host-2) and host-3 outside it."""
+    return make_fleet(api)
 
 
 @pytest.fixture

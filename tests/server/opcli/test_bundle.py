@@ -230,3 +230,17 @@ def test_check_sees_what_the_bundle_holds(tmp_path: Path) -> None:
             f"Script does not exist at specified location: {source}/.hooks/stop.sh",
         )
     ]
+
+
+def test_non_utf8_file_name_is_refused(tmp_path: Path) -> None:
+    """A file name that is not UTF-8 cannot go into the zip: say which, and the fix."""
+    source = make_source(tmp_path / "src")
+    bad = os.fsencode(source / "app") + b"/caf\xe9.txt"
+    with open(bad, "wb"):
+        pass
+    with pytest.raises(BundleError) as caught:
+        collect_entries(source)
+    assert str(caught.value) == (
+        f"{bad!r} is not a UTF-8 file name; zip bundles store UTF-8 names. Rename it, and push "
+        "again."
+    )

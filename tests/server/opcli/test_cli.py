@@ -230,3 +230,30 @@ def test_client_error_mapping_keeps_code_operation_and_message() -> None:
         "An error occurred (DeploymentLimitExceededException) when calling the CreateDeployment "
         "operation: The Deployment Group 'prod' already has an active Deployment 'd-ABCDEFGH1'"
     )
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_push_of_a_missing_folder(cli: CliRunner, tmp_path: Path) -> None:
+    """A --source that is not a folder: status 1 and what to give instead."""
+    missing = tmp_path / "nope"
+    result = cli(
+        "push",
+        "--endpoint-url",
+        f"http://127.0.0.1:{free_port()}",
+        "--application-name",
+        "web",
+        "--source",
+        str(missing),
+    )
+    assert (result.status, result.out) == (1, "")
+    assert result.err == f"{missing} is not a directory. Give --source the revision's folder.\n"
+
+
+@pytest.mark.usefixtures("aws_env")
+def test_empty_tag_filter_is_a_usage_error(cli: CliRunner) -> None:
+    """`instances --tag ''` is refused before any call, with the forms accepted."""
+    result = cli("instances", "--tag", "", "--endpoint-url", f"http://127.0.0.1:{free_port()}")
+    assert (result.status, result.err) == (
+        2,
+        "codedeploy: error: Invalid --tag '': give KEY=VALUE, KEY or =VALUE.\n",
+    )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any, cast
+
+import pytest
 
 from codedeploy_server.opcli.client import CodeDeployApi
 from codedeploy_server.opcli.deploy import DeployOptions, follow, run_deploy
+from codedeploy_server.opcli.errors import AbortedError
 from codedeploy_server.opcli.render import Output
 from tests.server.opcli.recorded import RecordedApi, all_events, deployment, target
 from tests.server.opcli.test_watch import FAILED_VALIDATE
@@ -229,3 +233,50 @@ def test_a_failure_without_rollback_configured_ends_at_once() -> None:
     )
     assert status == 1
     assert [op for op, _ in api.calls].count("GetDeployment") == 1
+
+
+class Terminal(io.StringIO):
+    """A text stream that says it is a terminal, so the CLI draws its live table."""
+
+    def isatty(self) -> bool:
+        """Yes."""
+        return True
+
+
+def test_on_a_terminal_the_live_table_is_drawn() -> None:
+    """On a terminal, --wait draws the rich table (one glyph per event), then the summary."""
+    api = RecordedApi(failing_script())
+    out = Terminal()
+    status = follow(
+        cast(CodeDeployApi, api), "d-ABCDEFGH1", Output(out, io.StringIO()), sleep=no_sleep
+    )
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # colours and cursor moves
+    assert status == 1
+    assert "Deployment d-ABCDEFGH1" in text
+    assert "✓✓✓✓✓✓✓" in text
+    assert "✓✓✓✓✓✓✗" in text
+    assert text.endswith(
+        "Deployment d-ROLLBACK01 Succeeded\n  Instances: 2 Succeeded, 0 Failed, 0 Skipped, 0 InProgress, 0 Pending\n  Rollback of: d-ABCDEFGH1\n"
+    )
+
+
+def test_ctrl_c_stops_watching_and_says_how_to_look_again() -> None:
+    """Ctrl-C while waiting: status 130 and the command that shows the deployment later."""
+
+    def interrupted(seconds: float) -> None:
+        del seconds
+        raise KeyboardInterrupt
+
+    api = RecordedApi(failing_script())
+    with pytest.raises(AbortedError) as caught:
+        follow(
+            cast(CodeDeployApi, api),
+            "d-ABCDEFGH1",
+            Output(io.StringIO(), io.StringIO()),
+            sleep=interrupted,
+        )
+    assert caught.value.exit_status == 130
+    assert str(caught.value) == (
+        "Stopped watching d-ABCDEFGH1; the deployment goes on. See it with: "
+        "codedeploy status d-ABCDEFGH1"
+    )

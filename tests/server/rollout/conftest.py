@@ -30,6 +30,7 @@ from codedeploy_agent.protocol.signing import load_private_key
 from codedeploy_agent.spec import BundleType, LocalRevision, Revision, RevisionType
 from codedeploy_server.jobs import JobsService
 from codedeploy_server.mqtt import ServerMqtt
+from codedeploy_server.revisions import Resolver
 from codedeploy_server.rollout import health
 from codedeploy_server.rollout.document import LIFECYCLE_EVENTS
 from codedeploy_server.rollout.engine import RolloutEngine
@@ -91,10 +92,25 @@ class Fleet:
 
     # --- the control plane ------------------------------------------------------------------
 
-    async def start_server(self, *, server_id: str = "server-1", **options: Any) -> RolloutEngine:
-        """Open the store, start the JobsService and the engine."""
+    async def start_server(
+        self,
+        *,
+        server_id: str = "server-1",
+        resolver: Resolver | None = None,
+        shared_group: str | None = None,
+        session_expiry_seconds: int = 3600,
+        **options: Any,
+    ) -> RolloutEngine:
+        """Open the store, start the JobsService and the engine (revisions resolved by
+        `LocalResolver` unless `resolver` is given; MQTT 5 shared subscriptions with
+        `shared_group`)."""
         self.store = await open_store(self.database)
-        mqtt = ServerMqtt(endpoint=self.broker.endpoint, client_id=self.client_id)
+        mqtt = ServerMqtt(
+            endpoint=self.broker.endpoint,
+            client_id=self.client_id,
+            shared_group=shared_group,
+            session_expiry_seconds=session_expiry_seconds,
+        )
         self.jobs = JobsService(
             self.store, mqtt, topic_root=TOPIC_ROOT, time_scale=options.pop("time_scale", 60.0)
         )
@@ -113,7 +129,7 @@ class Fleet:
             self.jobs,
             signing_key=load_private_key(self.private_key),
             key_id=KEY_ID,
-            revisions=self.resolver,
+            revisions=resolver or self.resolver,
             server_id=server_id,
             **settings,
         )
@@ -125,9 +141,11 @@ class Fleet:
         store."""
         if self.engine is not None:
             if crash:
-                for task in self.engine._tasks:
+                # A dead process: nothing finishes, no lease is released.
+                tasks = [*self.engine._tasks, *self.engine._spawned]
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(*self.engine._tasks, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
                 assert self.jobs is not None
                 self.jobs.remove_listener(self.engine._on_change)
             else:

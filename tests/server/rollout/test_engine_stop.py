@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,9 +27,9 @@ def database(tmp_path: Path) -> str:
     return str(tmp_path / "state.db")
 
 
-def _running(event: str) -> object:
-    def check(target: dict[str, object]) -> bool:
-        return (event, "InProgress") in event_states(target)  # type: ignore[arg-type]
+def _running(event: str) -> Callable[[dict[str, Any]], bool]:
+    def check(target: dict[str, Any]) -> bool:
+        return (event, "InProgress") in event_states(target)
 
     return check
 
@@ -41,7 +43,7 @@ async def _stopped_midway(fleet: Fleet, auto_rollback_enabled: bool | None) -> t
     good = await fleet.deploy(v1, HOSTS)
     assert (await fleet.wait_for(good))["status"] == "Succeeded"
     deployment_id = await fleet.deploy(slow, HOSTS)
-    await fleet.wait_target(deployment_id, "host-1", _running("BeforeInstall"))  # type: ignore[arg-type]
+    await fleet.wait_target(deployment_id, "host-1", _running("BeforeInstall"))
     assert fleet.engine is not None
     started = time.monotonic()
     status = await fleet.engine.stop_deployment(deployment_id, auto_rollback_enabled)
