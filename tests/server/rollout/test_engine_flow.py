@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from datetime import datetime, timedelta
 
 import pytest
 
+from codedeploy_agent.lifecycle import DEFAULT_ORDER
 from codedeploy_server.rollout.document import LIFECYCLE_EVENTS
 from tests.server.rollout.conftest import GROUP, Fleet, event_states, span
 
@@ -77,3 +79,8 @@ async def test_one_at_a_time(fleet: Fleet) -> None:
     assert document["DeploymentCreator"] == "user"
     assert document["LifecycleEvents"] == list(LIFECYCLE_EVENTS)
     assert document["Signature"]["KeyId"] == "test-key"
+    issued = datetime.fromisoformat(document["IssuedAt"])
+    assert datetime.fromisoformat(document["ExpiresAt"]) - issued == timedelta(hours=8)
+    assert document["AllPossibleLifecycleEvents"] == list(DEFAULT_ORDER)
+    assert document["IgnoreApplicationStopFailures"] is False
+    assert "AgentActionOverrides" not in document

@@ -38,6 +38,9 @@ async def test_failure_rolls_back(fleet: Fleet) -> None:
     assert doc["deploymentOverview"]["Failed"] == 1
     assert doc["deploymentOverview"]["Skipped"] == 1
     assert doc["previousRevision"] == v1
+    assert doc["_jobDocument"]["AgentActionOverrides"] == {
+        "AgentOverrides": {"FileExistsBehavior": "OVERWRITE"}
+    }
     assert doc["deploymentStatusMessages"] == [
         (
             "host-2: ValidateService failed (ScriptFailed): Script at specified location: "
@@ -62,6 +65,7 @@ async def test_failure_rolls_back(fleet: Fleet) -> None:
     assert rollback["rollbackInfo"] == {"rollbackTriggeringDeploymentId": bad}
     assert "fileExistsBehavior" not in rollback, "the last successful deployment's behaviour"
     assert rollback["_jobDocument"]["DeploymentCreator"] == "codeDeployRollback"
+    assert "AgentActionOverrides" not in rollback["_jobDocument"]
     # host-3 was never reached and is known to run v1: it is left alone.
     assert [t["targetId"] for t in await fleet.targets(rollback_id)] == ["host-1", "host-2"]
     doc = await fleet.deployment(bad)
