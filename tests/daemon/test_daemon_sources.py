@@ -8,6 +8,7 @@ import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -39,8 +40,8 @@ def moto() -> Iterator[MotoServer]:
         yield server
 
 
-def _client(moto: MotoServer, service: str) -> object:
-    return boto3.client(  # type: ignore[call-overload]
+def _client(moto: MotoServer, service: str) -> Any:
+    return boto3.client(
         service,
         endpoint_url=moto.url,
         region_name=AWS["AWS_REGION"],
@@ -70,9 +71,9 @@ async def test_s3_revision_with_secrets(
     )
     archive = make_tgz(bundle, tmp_path / "app.tgz")
     s3 = _client(moto, "s3")
-    s3.create_bucket(Bucket="releases")  # type: ignore[attr-defined]
-    put = s3.put_object(Bucket="releases", Key="shop/app.tgz", Body=archive.read_bytes())  # type: ignore[attr-defined]
-    _client(moto, "ssm").put_parameter(Name="/shop/db", Value=SECRET, Type="SecureString")  # type: ignore[attr-defined]
+    s3.create_bucket(Bucket="releases")
+    put = s3.put_object(Bucket="releases", Key="shop/app.tgz", Body=archive.read_bytes())
+    _client(moto, "ssm").put_parameter(Name="/shop/db", Value=SECRET, Type="SecureString")
     now = datetime.now(UTC)
     document = build_job_document(
         deployment_id="d-S3SECRET1",

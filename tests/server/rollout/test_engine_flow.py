@@ -82,5 +82,5 @@ async def test_one_at_a_time(fleet: Fleet) -> None:
     issued = datetime.fromisoformat(document["IssuedAt"])
     assert datetime.fromisoformat(document["ExpiresAt"]) - issued == timedelta(hours=8)
     assert document["AllPossibleLifecycleEvents"] == list(DEFAULT_ORDER)
-    assert document["IgnoreApplicationStopFailures"] is False
+    assert "IgnoreApplicationStopFailures" not in document  # false: left out
     assert "AgentActionOverrides" not in document
