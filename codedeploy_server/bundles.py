@@ -34,8 +34,9 @@ from typing import IO, Final
 
 from aiohttp import web
 
+from codedeploy_server.api.app import signed_request
 from codedeploy_server.api.errors import CodeDeployError, InvalidSignatureException
-from codedeploy_server.api.sigv4 import UNSIGNED_PAYLOAD, SignedRequest, SigV4Verifier
+from codedeploy_server.api.sigv4 import UNSIGNED_PAYLOAD, SigV4Verifier
 from codedeploy_server.errors import ServerConfigError
 
 BUNDLE_BUCKET: Final = "codedeploy-server-bundles"
@@ -226,21 +227,6 @@ def _refuse(response: web.Response) -> web.Response:
     return response
 
 
-def _headers(request: web.Request) -> dict[str, list[str]]:
-    """Lower-case header name -> its values, in the order received (as SigV4 needs them)."""
-    headers: dict[str, list[str]] = {}
-    for name, value in request.headers.items():
-        headers.setdefault(name.lower(), []).append(value)
-    return headers
-
-
-def _signed(request: web.Request, headers: dict[str, list[str]], payload: str) -> SignedRequest:
-    path, _, query = request.raw_path.partition("?")
-    return SignedRequest(
-        method=request.method, path=path, query=query, headers=headers, payload_hash=payload
-    )
-
-
 def mount(app: web.Application, store: BundleStore, *, verifier: SigV4Verifier) -> None:
     """Add `PUT /bundles/{sha256}` (SigV4-checked by `verifier`, service `codedeploy`) and
     `GET|HEAD /bundles/{sha256}?expires=&signature=` to `app`.
@@ -263,9 +249,7 @@ def mount(app: web.Application, store: BundleStore, *, verifier: SigV4Verifier) 
                     "lower-case hexadecimal.",
                 )
             )
-        headers = _headers(request)
-        declared_values = headers.get("x-amz-content-sha256")
-        declared = declared_values[0] if declared_values else None
+        declared = request.headers.get("x-amz-content-sha256")
         try:
             if declared is not None:
                 if declared == UNSIGNED_PAYLOAD:
@@ -282,7 +266,7 @@ def mount(app: web.Application, store: BundleStore, *, verifier: SigV4Verifier) 
                             f"({sha256}): upload a bundle to /bundles/<its sha256>.",
                         )
                     )
-                verifier.verify(_signed(request, headers, declared))
+                verifier.verify(signed_request(request, declared))
             length = request.content_length
             if length is not None and length > store.max_bytes:
                 return _refuse(
@@ -291,7 +275,7 @@ def mount(app: web.Application, store: BundleStore, *, verifier: SigV4Verifier) 
 
             def check(actual: str) -> None:
                 if declared is None:
-                    verifier.verify(_signed(request, headers, actual))
+                    verifier.verify(signed_request(request, actual))
 
             size = await store.save(sha256, _reader(request), check=check)
         except CodeDeployError as exc:

@@ -100,8 +100,8 @@ def parse_endpoint(url: str) -> tuple[str, int, bool]:
 class ServerMqtt:
     """A persistent, self-reconnecting MQTT session with an ordered outbox (module docstring).
 
-    `run()` is not reentrant; it may be called again after it returned or was cancelled, and
-    the outbox carries over.
+    `run()` is not reentrant; it may be called again after it was cancelled (the outbox
+    carries over). After `close()` it returns at once: a closed session stays closed.
     """
 
     def __init__(

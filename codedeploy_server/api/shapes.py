@@ -1,6 +1,7 @@
 """Request validation and response shaping from botocore's model of CodeDeploy.
 
-Input: members the model does not know are dropped (a newer SDK may send them); botocore's own
+Input: members the model does not know are dropped (a newer SDK may send them), null members
+are absent ones, timestamps become epoch-second floats; botocore's own
 `ParamValidator` then checks types, required members and minimums; a second pass checks what
 it leaves out (maximum lengths, patterns, enums, integers that are booleans). Each failure
 becomes the CodeDeploy exception for the top-level member it concerns (`applicationName` ->
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Final
 
@@ -171,6 +173,8 @@ _JSON_TYPES: Final = {
     "timestamp-string": "an ISO 8601 timestamp",
 }
 _PATH_HEAD = re.compile(r"[^.\[ ]+")
+_MIN_EPOCH: Final = 0.0
+_MAX_EPOCH: Final = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 @cache
@@ -193,12 +197,8 @@ def validate_input(operation: OperationModel, params: Mapping[str, Any]) -> Para
     shape: Shape | None = operation.input_shape
     if shape is None:
         return {}
-    cleaned: Params = _prune(shape, dict(params))
-    try:
-        report = ParamValidator().validate(cleaned, shape)
-    except (OverflowError, OSError, ValueError) as exc:
-        # botocore's timestamp check lets these escape for absurd epoch values.
-        raise e.InvalidInputException(f"A timestamp is out of range: {exc}") from None
+    cleaned: Params = _prune(shape, dict(params), "")
+    report = ParamValidator().validate(cleaned, shape)
     if report.has_errors():
         reason, name, details = report._errors[0]  # structured errors, not the text
         raise _validation_error(reason, name, details)
@@ -215,19 +215,45 @@ def shape_output(operation: OperationModel, result: Mapping[str, Any]) -> Params
     return shaped if isinstance(shaped, dict) else {}
 
 
-def _prune(shape: Shape, value: Any) -> Any:
+def _prune(shape: Shape, value: Any, path: str) -> Any:
+    """Unknown members dropped; timestamps made epoch-second floats (or refused)."""
     kind = shape.type_name
     if kind == "structure" and isinstance(value, dict):
         return {
-            key: _prune(shape.members[key], item)
+            key: _prune(shape.members[key], item, _join(path, key))
             for key, item in value.items()
-            if key in shape.members
+            # A null member is an absent one (as AWS's JSON services read it).
+            if key in shape.members and item is not None
         }
     if kind == "list" and isinstance(value, list):
-        return [_prune(shape.member, item) for item in value]
+        return [_prune(shape.member, item, f"{path}[{i}]") for i, item in enumerate(value)]
     if kind == "map" and isinstance(value, dict):
-        return {key: _prune(shape.value, item) for key, item in value.items()}
+        return {key: _prune(shape.value, item, _join(path, key)) for key, item in value.items()}
+    if kind == "timestamp" and value is not None:
+        return _timestamp(value, path)
     return value
+
+
+def _timestamp(value: Any, path: str) -> float:
+    """An epoch-second float from a JSON number or an ISO 8601 string (botocore's own check
+    raises RuntimeError/OverflowError on absurd values, so it never sees them)."""
+    epoch: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        epoch = float(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            epoch = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    if epoch is None or not _MIN_EPOCH <= epoch <= _MAX_EPOCH:
+        raise _invalid(
+            path,
+            f"Value {_show(value)} at '{path}' failed to satisfy constraint: Member must be a "
+            "timestamp (epoch seconds, or ISO 8601) between 1970 and 9999",
+        )
+    return epoch
 
 
 def _shape(shape: Shape, value: Any) -> Any:

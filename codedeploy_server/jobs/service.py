@@ -403,10 +403,12 @@ class JobsService:
                 log.warning("undecodable presence message", thing=thing, reason=str(exc))
                 return
         async with self._store.transaction() as tx:
-            if info is not None:
-                await state.save_presence(tx, info, payload)
-            else:
+            if info is None:
                 await state.delete_presence(tx, thing)
+            elif await state.presence_payload(tx, thing) != payload:
+                # Unchanged (a retained copy after a restart, or written by another server of
+                # the group): the row keeps the time it changed.
+                await state.save_presence(tx, info, payload)
         self._presence_seen[thing] = payload
 
     async def _on_request(self, parsed: ParsedTopic, topic: str, payload: bytes) -> None:

@@ -324,6 +324,12 @@ async def delete_presence(tx: Tx, thing: str) -> None:
     await tx.execute("DELETE FROM presence WHERE thing = ?", (thing,))
 
 
+async def presence_payload(tx: Tx, thing: str) -> bytes | None:
+    """The stored presence message of `thing`, as received."""
+    row = await tx.fetchone("SELECT doc FROM presence WHERE thing = ?", (thing,))
+    return None if row is None else str(row["doc"]).encode("utf-8")
+
+
 async def load_presence(tx: Tx, thing: str) -> PresenceInfo | None:
     """The thing's presence row, decoded."""
     row = await tx.fetchone(

@@ -6,7 +6,8 @@
     await engine.deployment_created("d-ABCDEFGHI")   # RolloutControl, called by the API
     await engine.stop()
 
-**Start.** `deployment_created` takes the deployment's lease, resolves its revision
+**Start.** `deployment_created` takes the deployment's lease and returns; in the background
+(so CreateDeployment never waits for S3) the engine resolves its revision
 (revisions.py: presigned S3 URL, bundle-store link, GitHub), builds and signs the job document
 once (document.py), fixes the minimum healthy hosts M for its N targets (policy.py), marks it
 `InProgress` with `startTime`, and queues the first batch: one job execution per instance
@@ -51,7 +52,11 @@ deployment's row lock; changes delivered to a server that does not own the deplo
 shared subscriptions send an agent's update to any server) are recorded there as facts, and
 the owner's next tick takes the decisions. A server that takes a deployment over (or starts)
 first re-reads every in-flight execution from the Jobs service (`jobs.execution`), so changes
-it never saw are applied before it decides anything.
+it never saw are applied before it decides anything. `stop()` stops intake, lets the work in
+hand finish within a grace period (then cancels it) and releases the leases.
+
+**Time.** `tick_seconds` (1 s) is the granularity of the pickup deadline, of stop requests
+made on another server, and of decisions on changes another server recorded.
 """
 
 from __future__ import annotations

@@ -128,6 +128,7 @@ async def create_rollback(
         createTime=now,
         creator=ROLLBACK_CREATOR,
         revision=revision,
+        updateOutdatedInstancesOnly=False,
         rollbackInfo={"rollbackTriggeringDeploymentId": failed.deployment_id},
         deploymentOverview={
             "Pending": len(targets),

@@ -7,6 +7,7 @@ is simpler than a pool and never returns `database is locked`; readers get the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -88,13 +89,23 @@ class SqliteStore:
     async def transaction(self) -> AsyncIterator[SqliteTx]:
         """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); one transaction at a time."""
         async with self._lock:
-            await self.run(_execute, "BEGIN IMMEDIATE", ())
+            # The statement runs on the store's thread even when this task is cancelled while
+            # waiting for it: then wait for it anyway and roll it back, or the connection would
+            # stay inside a transaction and refuse every later BEGIN.
+            begin = asyncio.ensure_future(self.run(_execute, "BEGIN IMMEDIATE", ()))
+            try:
+                await asyncio.shield(begin)
+            except asyncio.CancelledError:
+                with contextlib.suppress(StoreError):
+                    await begin
+                    await self.run(_execute, "ROLLBACK", ())
+                raise
             try:
                 yield SqliteTx(self)
             except BaseException:
                 await asyncio.shield(self.run(_execute, "ROLLBACK", ()))
                 raise
-            await self.run(_execute, "COMMIT", ())
+            await asyncio.shield(self.run(_execute, "COMMIT", ()))
 
     async def close(self) -> None:
         """Close the connection and its thread."""

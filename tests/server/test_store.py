@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -121,3 +122,26 @@ async def test_unwritable_sqlite_path_is_a_clear_error(tmp_path: object) -> None
     (base / "file").write_text("x")
     with pytest.raises(StoreError, match=r"Cannot open the database .*file/state\.db"):
         await open_store(str(base / "file" / "state.db"))
+
+
+async def test_cancelled_while_beginning_leaves_the_store_usable(tmp_path: object) -> None:
+    """A task cancelled while its transaction begins does not wedge the SQLite connection."""
+    from pathlib import Path  # noqa: PLC0415
+
+    store = await open_store(str(Path(str(tmp_path)) / "state.db"))
+    try:
+
+        async def use() -> None:
+            async with store.transaction() as tx:
+                await tx.fetchall("SELECT 1 AS one")
+
+        for _ in range(20):
+            task = asyncio.ensure_future(use())
+            await asyncio.sleep(0)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        async with store.transaction() as tx:
+            assert await tx.fetchall("SELECT 1 AS one") == [{"one": 1}]
+    finally:
+        await store.close()

@@ -18,8 +18,6 @@ on the engine owns the statuses; this module only reads them.
 
 from __future__ import annotations
 
-import contextlib
-from datetime import datetime
 from typing import Any, Final
 
 import structlog
@@ -274,18 +272,6 @@ async def batch_get_deployments(ctx: ApiContext, params: Params) -> Result:
     return {"deploymentsInfo": [docs[i] for i in ids if i in docs]}
 
 
-def _epoch(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    with contextlib.suppress(TypeError, ValueError):
-        return datetime.fromisoformat(str(value)).timestamp()
-    raise e.InvalidTimeRangeException(
-        f"createTimeRange.{what} must be a timestamp (epoch seconds or ISO 8601), got {value!r}."
-    )
-
-
 async def list_deployments(ctx: ApiContext, params: Params) -> Result:
     """ListDeployments: newest first; filters by application (and group), statuses, time."""
     application_name, group_name = params.get("applicationName"), params.get("deploymentGroupName")
@@ -294,8 +280,8 @@ async def list_deployments(ctx: ApiContext, params: Params) -> Result:
             "If deploymentGroupName is specified, applicationName must be specified too."
         )
     time_range = params.get("createTimeRange") or {}
-    start = _epoch(time_range.get("start"), "start")
-    end = _epoch(time_range.get("end"), "end")
+    # Timestamps arrive as epoch-second floats (shapes.py converts them).
+    start, end = time_range.get("start"), time_range.get("end")
     if start is not None and end is not None and start > end:
         raise e.InvalidTimeRangeException(
             "The start time must be earlier than the end time in createTimeRange."

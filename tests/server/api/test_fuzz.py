@@ -100,7 +100,7 @@ def requests(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
 
 @pytest.mark.asyncio
 @settings(
-    max_examples=3000,
+    max_examples=250,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

@@ -12,11 +12,13 @@ import pytest
 from aiohttp.test_utils import TestServer
 from botocore import UNSIGNED  # type: ignore[import-untyped,unused-ignore]
 from botocore.client import Config  # type: ignore[import-untyped,unused-ignore]
+from structlog.testing import capture_logs
 
 from codedeploy_server.api import create_api
 from codedeploy_server.store import open_store
 from tests.server.api.conftest import (
     CREDENTIALS,
+    SECRET_KEY,
     Api,
     RecordingRollout,
     make_client,
@@ -156,3 +158,98 @@ async def test_unknown_members_are_ignored(api: Api) -> None:
     ):
         assert response.status == 200
     assert (await api.call("list_applications"))["applications"] == ["web"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("start", [5.110675150942848e17, -1, "yesterday", True])
+async def test_absurd_timestamps_are_refused(api: Api, start: object) -> None:
+    """Timestamps botocore's own check chokes on are refused as the member's exception."""
+    body = json.dumps({"createTimeRange": {"start": start}}).encode()
+    headers = signed_headers(api.url + "/", body, target="ListDeployments")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(api.url + "/", data=body, headers=headers) as response,
+    ):
+        answer = json.loads(await response.read())
+        assert response.status == 400
+    assert answer["__type"] == "InvalidTimeRangeException"
+    assert answer["message"].startswith("Value ")
+    assert "at 'createTimeRange.start' failed to satisfy constraint" in answer["message"]
+
+
+@pytest.mark.asyncio
+async def test_iso_timestamps_are_accepted(api: Api) -> None:
+    """An ISO 8601 createTimeRange (as some clients send) is read as UTC."""
+    body = json.dumps(
+        {"createTimeRange": {"start": "2020-01-01T00:00:00", "end": "2999-01-01T00:00:00Z"}}
+    ).encode()
+    headers = signed_headers(api.url + "/", body, target="ListDeployments")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(api.url + "/", data=body, headers=headers) as response,
+    ):
+        assert response.status == 200
+        assert json.loads(await response.read()) == {"deployments": []}
+
+
+class FailingRollout(RecordingRollout):
+    """A rollout engine whose calls fail, to see what clients get then."""
+
+    async def deployment_created(self, deployment_id: str) -> None:
+        """Fail after recording."""
+        await super().deployment_created(deployment_id)
+        raise RuntimeError("engine down")
+
+    async def stop_deployment(self, deployment_id: str, auto_rollback_enabled: bool | None) -> str:
+        """Fail."""
+        raise RuntimeError("engine down")
+
+
+@pytest.mark.asyncio
+async def test_server_failures_are_500_without_traceback(
+    tmp_path: Path, botocore_session: botocore.session.Session
+) -> None:
+    """A failing engine call is a 500 InternalFailure naming the request id; CreateDeployment
+    still answers its id (the rows are committed and the engine resumes them)."""
+    store = await open_store(str(tmp_path / "state.db"))
+    rollout = FailingRollout()
+    server = TestServer(
+        create_api(store, credentials=CREDENTIALS, rollout=rollout), host="127.0.0.1"
+    )
+    await server.start_server()
+    try:
+        url = str(server.make_url("")).rstrip("/")
+        api = Api(make_client(botocore_session, url), url, store, rollout, botocore_session)
+        await api.group()
+        deployment_id = await api.deploy()
+        assert rollout.created == [deployment_id]
+        with capture_logs() as logs:
+            error = await api.error("stop_deployment", deploymentId=deployment_id)
+        await store.close()
+        closed = await api.error("list_applications")
+    finally:
+        await server.close()
+    assert error.response["Error"]["Code"] == "InternalFailure"
+    assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    request_id = error.response["ResponseMetadata"]["RequestId"]
+    assert error.response["Error"]["Message"] == (
+        f"The server failed to process the request; see its log for request id {request_id}."
+    )
+    assert [(log["event"], log["request_id"]) for log in logs] == [("request failed", request_id)]
+    assert closed.response["Error"]["Code"] == "InternalFailure"
+    assert closed.response["Error"]["Message"].startswith("The database is closed (request id ")
+
+
+@pytest.mark.asyncio
+async def test_refusals_never_log_secrets(api: Api) -> None:
+    """A refused signature is logged by error name, without the secret or the signature."""
+    api.client = make_client(api.session, api.url, secret_key="a-wrong-secret-value")  # noqa: S106 - a test key
+    with capture_logs() as logs:
+        await api.error("list_applications")
+    assert [(log["event"], log["error"]) for log in logs] == [
+        ("request refused", "InvalidSignatureException")
+    ]
+    text = repr(logs)
+    assert "a-wrong-secret-value" not in text
+    assert SECRET_KEY not in text
+    assert "Signature=" not in text

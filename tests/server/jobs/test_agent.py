@@ -245,6 +245,7 @@ async def test_a_step_timeout_times_the_job_out_and_the_agent_stops_the_hook(
     assert recorder.of(job)[-1] == timed_out
 
 
+@pytest.mark.slow
 async def test_a_server_restart_mid_job_lets_the_job_complete(
     database: str,
     service_factory: ServiceFactory,

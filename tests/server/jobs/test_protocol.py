@@ -522,10 +522,11 @@ async def _is_offline(service: JobsService) -> bool:
     return info is not None and not info.online
 
 
-async def test_retained_presence_is_read_at_start(
+async def test_retained_presence_is_read_at_start_and_keeps_its_time(
     service_factory: ServiceFactory, mosquitto: MosquittoBroker
 ) -> None:
-    """A service that starts after the agent published its presence gets the retained one."""
+    """A service that starts after the agent published its presence gets the retained one; a
+    restarted service receiving the same retained message keeps the time it changed."""
     async with open_agent(mosquitto.port) as agent:
         await agent.client.publish(
             f"codedeploy/things/{THING}/presence",
@@ -533,8 +534,14 @@ async def test_retained_presence_is_read_at_start(
             qos=1,
             retain=True,
         )
-    service = await service_factory()
-    await wait_until(lambda: _has_presence(service))
+    first = await service_factory()
+    await wait_until(lambda: _has_presence(first))
+    before = await first.presence(THING)
+    await first.stop()
+    await asyncio.sleep(0.1)
+    second = await service_factory()
+    await asyncio.sleep(0.3)  # the retained message arrives again
+    assert await second.presence(THING) == before
 
 
 async def test_log_lines_reach_listeners_and_a_bounded_buffer(

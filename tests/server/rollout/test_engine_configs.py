@@ -126,3 +126,34 @@ async def test_no_instances_and_missing_config(fleet: Fleet) -> None:
         "code": "CODEDEPLOY_RESOURCE_CANNOT_BE_FOUND",
         "message": "The deployment config Deleted was deleted after the deployment was created.",
     }
+
+
+async def test_ignore_application_stop_failures(fleet: Fleet) -> None:
+    """ApplicationStop runs the last successful revision's script: when it fails the
+    deployment fails, unless ignoreApplicationStopFailures is set: then the event shows
+    Failed with the agent's message and the deployment goes on to succeed."""
+    fleet.add_agent("host-1")
+    broken_stop = fleet.bundle("v1", {"ApplicationStop": "echo cannot stop >&2; exit 1\n"})
+    v2 = fleet.bundle("v2")
+    await fleet.start_server()
+    await fleet.create_group(["host-1"])
+    first = await fleet.deploy(broken_stop, ["host-1"])
+    assert (await fleet.wait_for(first))["status"] == "Succeeded"  # no stop script ran yet
+
+    failing = await fleet.deploy(v2, ["host-1"])
+    doc = await fleet.wait_for(failing)
+    assert doc["status"] == "Failed"
+    (target,) = await fleet.targets(failing)
+    assert target["lifecycleEvents"][0]["status"] == "Failed"
+    assert target["lifecycleEvents"][0]["diagnostics"]["errorCode"] == "ScriptFailed"
+
+    ignoring = await fleet.deploy(v2, ["host-1"], ignoreApplicationStopFailures=True)
+    doc = await fleet.wait_for(ignoring)
+    assert doc["status"] == "Succeeded"
+    assert doc["_jobDocument"]["IgnoreApplicationStopFailures"] is True
+    (target,) = await fleet.targets(ignoring)
+    stop = target["lifecycleEvents"][0]
+    assert stop["status"] == "Failed"
+    assert stop["diagnostics"]["message"].startswith("ignored: ")
+    assert [e["status"] for e in target["lifecycleEvents"][1:]] == ["Succeeded"] * 6
+    assert fleet.installed_version("host-1") == "v2"

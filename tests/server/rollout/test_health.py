@@ -12,8 +12,12 @@ from codedeploy_server.rollout.records import DeploymentRecord
 from codedeploy_server.rollout.transitions import rolls_back
 from codedeploy_server.store import Store
 
-V1 = {"revisionType": "S3", "s3Location": {"bucket": "b", "key": "v1.tgz", "bundleType": "tgz"}}
-V2 = {"revisionType": "S3", "s3Location": {"bucket": "b", "key": "v2.tgz", "bundleType": "tgz"}}
+S3_V1: dict[str, Any] = {"bucket": "b", "key": "v1.tgz", "bundleType": "tgz"}
+V1: dict[str, Any] = {"revisionType": "S3", "s3Location": S3_V1}
+V2: dict[str, Any] = {
+    "revisionType": "S3",
+    "s3Location": {"bucket": "b", "key": "v2.tgz", "bundleType": "tgz"},
+}
 
 
 @pytest.mark.asyncio
@@ -57,8 +61,8 @@ def test_revision_keys_ignore_unset_members() -> None:
     """Two locations that differ only in unset members have the same key."""
     with_nones = {
         "revisionType": "S3",
-        "s3Location": {**V1["s3Location"], "version": None, "eTag": ""},
-    }  # type: ignore[dict-item]
+        "s3Location": {**S3_V1, "version": None, "eTag": ""},
+    }
     assert health.revision_key(with_nones) == health.revision_key(V1)
     assert health.revision_key(V1) != health.revision_key(V2)
 
