@@ -128,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-c", "--config", type=Path, default=None, metavar="FILE", help=_CONFIG_HELP
     )
 
+    doctor = commands.add_parser(
+        "doctor",
+        help="check this host's agent setup: config, directories, broker, TLS, clock, disk, tools",
+    )
+    doctor.add_argument(
+        "-c", "--config", type=Path, default=None, metavar="FILE", help=_CONFIG_HELP
+    )
+
     validate = commands.add_parser(
         "validate",
         help="check an appspec file or a bundle and print every problem found",
@@ -164,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "status":
             return _status(args)
+        if args.command == "doctor":
+            return _doctor(args)
     except AgentError as exc:
         print(f"ERROR: {exc}", file=sys.stderr if args.command != "local" else sys.stdout)
         return 1
@@ -223,6 +233,14 @@ def _status(args: argparse.Namespace) -> int:
     snapshot, problem = try_read_status(status_path(config.state_dir, config.program_name))
     print(format_status(snapshot, running_pid=pid, problem=problem))
     return 0 if pid is not None else 1
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from codedeploy_agent.doctor import run_doctor  # noqa: PLC0415 - only this command needs it
+
+    # The checks print their own lines; the transport's log lines would only repeat them.
+    configure_logging(log_file=None, fmt="text", verbose=False, stderr=False)
+    return run_doctor(args.config, sys.stdout)
 
 
 def _validate(args: argparse.Namespace) -> int:

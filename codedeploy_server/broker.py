@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, BinaryIO, Final, Self
 
 from codedeploy_server.errors import ServerConfigError, ServerError
 
@@ -131,10 +131,7 @@ class EmbeddedBroker:
         if not self.users:
             raise ServerConfigError("The embedded broker needs at least one user (name, password)")
         config = {"host": self.host, "port": self.port, "users": dict(self.users)}
-        log = None
-        if self.log_file is not None:
-            self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            log = self.log_file.open("ab")
+        log = await asyncio.to_thread(self._open_log)
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -160,10 +157,17 @@ class EmbeddedBroker:
         except (TimeoutError, ValueError, KeyError, TypeError, OSError) as exc:
             await self.stop()
             reason = "it did not start in time" if isinstance(exc, TimeoutError) else "it exited"
+            hint = await asyncio.to_thread(self._log_hint)
             raise BrokerError(
                 f"The embedded MQTT broker could not listen on {self.host}:{config['port']}: "
-                f"{reason}{self._log_hint()}. Is the port free (mqtt.listen)?"
+                f"{reason}{hint}. Is the port free (mqtt.listen)?"
             ) from None
+
+    def _open_log(self) -> BinaryIO | None:
+        if self.log_file is None:
+            return None
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        return self.log_file.open("ab")
 
     def _log_hint(self) -> str:
         if self.log_file is None:

@@ -318,12 +318,14 @@ class _JobReporter:
         """Remember the event (the ledger names it if the agent dies now)."""
         self.event = event
         worker = self.worker
-        if worker.progress is not None:
-            worker.progress.lifecycle_event = event
-            worker.on_progress(worker.progress)
+        # The ledger first: whatever shows the event (status file, sd_notify) must never be
+        # ahead of what a restarted agent will report as the interrupted event.
         await asyncio.to_thread(
             worker.ledger.record, self.job_id, self.deployment_id, RUNNING, event
         )
+        if worker.progress is not None:
+            worker.progress.lifecycle_event = event
+            worker.on_progress(worker.progress)
 
     async def scripts_starting(self, event: str, timeout_seconds: int) -> None:
         """Raise the step timer when the event's scripts may take longer than it allows."""

@@ -46,8 +46,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -86,6 +85,7 @@ from codedeploy_server.errors import ServerError
 from codedeploy_server.jobs import rules, state
 from codedeploy_server.jobs.logs import LogLines, LogListener
 from codedeploy_server.jobs.rules import Messages, Rejection
+from codedeploy_server.jobs.serial import KeyedLocks, SerialQueues
 from codedeploy_server.jobs.state import ExecutionRecord, PresenceInfo
 from codedeploy_server.mqtt import ServerMqtt
 from codedeploy_server.store import Store
@@ -142,46 +142,6 @@ class _Outcome:
     by_agent: bool = True
 
 
-class _SerialQueues:
-    """Work items per key, run one at a time in order; different keys run concurrently."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._queues: dict[str, deque[Callable[[], Coroutine[Any, Any, None]]]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    def put(self, key: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        self._queues.setdefault(key, deque()).append(work)
-        if key not in self._tasks:
-            self._tasks[key] = asyncio.create_task(self._drain(key), name=f"{self._name}-{key}")
-
-    async def _drain(self, key: str) -> None:
-        queue = self._queues[key]
-        try:
-            while queue:
-                work = queue.popleft()
-                try:
-                    await work()
-                except Exception:
-                    log.exception("jobs service work failed", queue=self._name, thing=key)
-        finally:
-            del self._tasks[key]
-            if not queue:
-                del self._queues[key]
-
-    async def join(self, timeout: float) -> None:  # noqa: ASYNC109
-        """Wait for queued work, then cancel what is left after `timeout` seconds."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self._tasks:
-                    await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._queues.clear()
-
-
 class JobsService:
     """AWS IoT Jobs, server side, for every thing under `topic_root` (module docstring)."""
 
@@ -204,9 +164,9 @@ class JobsService:
         self._sweep_seconds = sweep_seconds
         self._listeners: list[Listener] = []
         self._logs = LogLines()
-        self._work = _SerialQueues("jobs")
-        self._deliveries = _SerialQueues("jobs-listeners")
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        self._work = SerialQueues("jobs")
+        self._deliveries = SerialQueues("jobs-listeners")
+        self._locks = KeyedLocks()
         self._timers: dict[tuple[str, str], tuple[float, asyncio.TimerHandle]] = {}
         self._presence_seen: dict[str, bytes] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -684,21 +644,8 @@ class JobsService:
     def _topics(self, thing: str) -> JobsTopics:
         return JobsTopics(self.topic_root, thing)
 
-    @contextlib.asynccontextmanager
-    async def _thing(self, thing: str) -> AsyncIterator[None]:
-        """The thing's lock (the entry is dropped when nobody holds or waits for it)."""
-        entry = self._locks.get(thing)
-        if entry is None:
-            entry = self._locks[thing] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[thing]
+    def _thing(self, thing: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._locks.hold(thing)
 
 
 def _decode(payload: bytes, type_: type[M]) -> M:

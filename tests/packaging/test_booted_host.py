@@ -58,15 +58,18 @@ def box(tmp_path: Path, packages: Packages) -> Iterator[Container]:
     """A fresh copy of the cached bookworm root, booted; powered off and deleted afterwards."""
     if missing := missing_tools():
         pytest.fail(f"missing {', '.join(missing)}: apt-get install debootstrap systemd-container")
+    # The package's Depends and Recommends (with theirs) go into the cached root's apt archive.
     fields = subprocess.run(
         ["dpkg-deb", "--field", str(packages.deb), "Depends", "Recommends"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    prefetch = re.findall(
-        r"[a-z0-9][a-z0-9.+-]+", fields.replace("Depends:", "").replace("Recommends:", "")
-    )
+    prefetch = [
+        alternative.split("|")[0].split("(")[0].strip()
+        for line in fields.splitlines()
+        for alternative in line.partition(":")[2].split(",")
+    ]
     work = Path(tempfile.mkdtemp(prefix="codedeploy-agent-test-", dir="/var/tmp"))
     try:
         start = time.monotonic()

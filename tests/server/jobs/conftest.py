@@ -7,13 +7,14 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Literal
 
 import aiomqtt
 import msgspec
 import pytest
 import pytest_asyncio
+from blockbuster import blockbuster_ctx
 
 from codedeploy_agent.protocol.messages import JobStatus
 from codedeploy_agent.protocol.topics import JobsTopics
@@ -27,6 +28,20 @@ THING = "host-1"
 TOPIC_ROOT = "codedeploy/things"
 DOC_1 = {"DeploymentId": "d-1", "n": 1}
 DOC_2 = {"DeploymentId": "d-2", "n": 2}
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls_on_the_loop() -> Iterator[None]:
+    """Fail any test in which the Jobs service, its MQTT session or the embedded broker's
+    manager blocks the event loop (the store is another module's: its close() joins a thread)."""
+    with blockbuster_ctx(
+        ["codedeploy_server.jobs", "codedeploy_server.mqtt", "codedeploy_server.broker"]
+    ) as buster:
+        # Rendering a logged traceback reads the source files: the logger's business.
+        for function in buster.functions.values():
+            function.can_block_in("rich/traceback.py", {"_render_stack"})
+            function.can_block_in("linecache.py", {"checkcache", "updatecache"})
+        yield
 
 
 class Recorder:

@@ -294,7 +294,9 @@ async def test_the_embedded_broker_carries_a_job_over_mqtt_3_1_1(
 ) -> None:
     """With the embedded broker (amqtt, MQTT 3.1.1, users with generated passwords) the service
     and a real agent logged in as `agent` run a job to SUCCEEDED."""
-    users = load_users(tmp_path / "server" / "mqtt-users.json", ["codedeploy-server", "agent"])
+    users = await asyncio.to_thread(
+        load_users, tmp_path / "server" / "mqtt-users.json", ["codedeploy-server", "agent"]
+    )
     password_file = tmp_path / "agent-mqtt-password"
     password_file.write_text(users["agent"] + "\n")
     async with EmbeddedBroker(users=users, port=0, log_file=tmp_path / "amqtt.log") as broker:
