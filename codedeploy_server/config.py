@@ -79,6 +79,8 @@ class MqttConfig:
     key_file: Path | None = None
     #: MQTT 5 shared subscriptions, for several servers on one database (Mosquitto, EMQX).
     shared_subscriptions: bool = False
+    #: The embedded broker's users (JSON {name: password}, 0600; generated passwords are kept).
+    users_file: Path | None = None
 
     @property
     def embedded(self) -> bool:
@@ -230,6 +232,7 @@ def _mqtt(raw: object, base: Path, path: Path) -> MqttConfig:
         cert_file=_path(raw, "cert_file", base),
         key_file=_path(raw, "key_file", base),
         shared_subscriptions=bool(raw.get("shared_subscriptions", False)),
+        users_file=_path(raw, "users_file", base),
     )
 
 
