@@ -120,6 +120,7 @@ class Daemon:
         self._force = asyncio.Event()
         self._stopping = False
         self._stop_reason_text = "stop requested"
+        self._standalone = True
         self._job_task: asyncio.Task[None] | None = None
         self._log_queue: asyncio.Queue[tuple[str, Sequence[str]]] = asyncio.Queue(_LOG_QUEUE)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,20 +129,30 @@ class Daemon:
 
     # --- lifetime -------------------------------------------------------------------------------
 
-    async def serve(self) -> int:
-        """Run until stopped by a signal (or `request_stop`); returns the exit status."""
+    async def serve(self, *, standalone: bool = True) -> int:
+        """Run until stopped by a signal (or `request_stop`); returns the exit status.
+
+        `standalone=False` lets several agents share one process (the fleet benchmark): the
+        process-wide settings (signal handlers, worker threads, malloc, subreaper) are then the
+        caller's business.
+        """
         self._loop = asyncio.get_running_loop()
+        self._standalone = standalone
         await self.session.prepare()  # unreadable certificates fail the start, not later
-        limit_arenas()
-        # The agent's blocking work (file trees, state files, NTP) is sequential: a few threads
-        # suffice, and each idle thread keeps a stack and a malloc arena resident.
-        self._loop.set_default_executor(ThreadPoolExecutor(_THREADS, thread_name_prefix="agent"))
-        enable_subreaper()
+        if standalone:
+            limit_arenas()
+            # The agent's blocking work (file trees, state files, NTP) is sequential: a few
+            # threads suffice, and each idle thread keeps a stack and a malloc arena resident.
+            self._loop.set_default_executor(
+                ThreadPoolExecutor(_THREADS, thread_name_prefix="agent")
+            )
+            enable_subreaper()
         await asyncio.to_thread(self.ledger.load)
         recovered = await self.worker.recover()
         if recovered:
             _log.warning("reporting jobs interrupted by a restart", job_ids=recovered)
-        self._install_signal_handlers()
+        if standalone:
+            self._install_signal_handlers()
         tasks = [
             asyncio.create_task(self.session.run(self._handle), name="mqtt"),
             asyncio.create_task(self.client.run_sender(), name="sender"),
@@ -168,7 +179,8 @@ class Daemon:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            self._remove_signal_handlers()
+            if self._standalone:
+                self._remove_signal_handlers()
             await asyncio.to_thread(self._write_status_now)
             self.notifier.close()
         _log.info("agent stopped")
