@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: venv lint types test test-fast demo bench clean packages
+.PHONY: venv lint types test test-fast demo demo-local bench packages clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ test: lint types
 test-fast: venv
 	$(BIN)/pytest -m 'not slow' -x -q $(PYTEST_ARGS)
 
+# The whole system: codedeploy-server (embedded broker, SQLite), three agents, hello-app.
 demo: venv
+	$(BIN)/python examples/demo.py
+
+# The agent alone: codedeploy-agent local deployments of hello-app.
+demo-local: venv
 	$(BIN)/python examples/demo_local.py
 
 bench: venv

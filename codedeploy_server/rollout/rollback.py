@@ -3,12 +3,13 @@ revision, written in the same transaction that ends the failed (or stopped) depl
 
 Decisions where AWS documents nothing (§11 gaps 1 and 2):
 
-- **Which instances.** Every instance the failed deployment *attempted* (succeeded, failed,
-  or interrupted: they may be on the new revision or half-installed), plus every instance it
-  did *not* reach unless the engine knows that instance is Healthy on exactly the revision
-  being restored (`instance_health`). So the failed hosts and the ones not yet reached all end
-  up on the old revision (issue 5), without restarting the application on hosts that already
-  run it.
+- **Which instances.** Every target of the failed deployment, as AWS redeploys the last known
+  good revision to the deployment's instances: the failed hosts, the ones it updated and the
+  ones it never reached all end up on the old revision (issue 5). Leaving out the hosts known
+  to run it already would save their restart, but it breaks the deployment config: with
+  HalfAtATime, a rollback of the one failed host out of three would need that one host to stay
+  healthy while it is deployed (HEALTH_CONSTRAINTS_INVALID), where AWS's rollback over the
+  three succeeds.
 - **Which revision and options.** The revision of the group's `lastSuccessfulDeployment`, with
   that deployment's `fileExistsBehavior` (§4.1); `ignoreApplicationStopFailures` and the
   deployment config of the failed deployment. The rollback itself is never rolled back (its
@@ -30,7 +31,6 @@ import secrets
 import string
 from typing import Any, Final
 
-from codedeploy_server.rollout import health
 from codedeploy_server.rollout.events import TargetStatus, pending_events
 from codedeploy_server.rollout.records import DeploymentRecord, deployment_doc
 from codedeploy_server.store import Tx, dumps
@@ -184,14 +184,9 @@ async def create_rollback(
 async def _targets(
     tx: Tx, failed: DeploymentRecord, group_id: str, revision: dict[str, Any]
 ) -> list[Any]:
-    """The failed deployment's targets the rollback must reach, in its scheduling order."""
-    known = await health.health_of(tx, group_id, [t.target_id for t in failed.targets])
-    chosen = []
-    for target in failed.targets:
-        attempted = target.status in (TargetStatus.SUCCEEDED, TargetStatus.FAILED)
-        if attempted or not health.is_current(known.get(target.target_id), revision):
-            chosen.append(target)
-    return chosen
+    """The failed deployment's targets, in its scheduling order (module docstring)."""
+    del tx, group_id, revision
+    return list(failed.targets)
 
 
 __all__ = [
