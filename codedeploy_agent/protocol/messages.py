@@ -429,7 +429,8 @@ def details_for_failure(
 ) -> StatusDetails:
     """statusDetails of the final FAILED or REJECTED update.
 
-    `logTail` keeps the LAST 1,024 characters of the log (the end says why it failed), `message`
+    `logTail` keeps the end of the log (the end says why it failed) within 1,024 characters,
+    starting at a whole line where one begins in the first half of what fits; `message` keeps
     its first 1,024 with an ellipsis when cut; empty values (no script, no log) are left out.
     """
     return _non_empty(
@@ -439,9 +440,22 @@ def details_for_failure(
             "errorCode": error_code.value,
             "scriptName": _cut_head(sanitize_detail(script_name)),
             "message": _cut_head(sanitize_detail(message)),
-            "logTail": sanitize_detail(log_tail)[-MAX_DETAIL_CHARS:],
+            "logTail": _cut_tail(sanitize_detail(log_tail)),
         }
     )
+
+
+def _cut_tail(text: str) -> str:
+    """The end of `text` within MAX_DETAIL_CHARS. A tail that began mid-line showed operators a
+    path without its start and no `[stderr]` prefix, so the cut moves to the next line break when
+    that costs at most half the room; otherwise the cut line is marked with an ellipsis."""
+    if len(text) <= MAX_DETAIL_CHARS:
+        return text
+    kept = text[-(MAX_DETAIL_CHARS - 1) :]
+    boundary = kept.find(LINE_SEPARATOR)
+    if 0 <= boundary < len(kept) // 2:
+        return kept[boundary + 1 :]
+    return "\u2026" + kept
 
 
 def _cut_head(text: str) -> str:

@@ -464,12 +464,27 @@ def test_details_for_failure_matches_protocol_md() -> None:
     check_status_details(details)
 
 
-def test_log_tail_keeps_the_last_1024_characters() -> None:
-    """A long log is cut to its last 1,024 characters."""
+def test_log_tail_without_line_breaks_keeps_the_last_characters_after_an_ellipsis() -> None:
+    """One long line is cut to its last 1,023 characters, marked as cut."""
     log = "".join(f"{i:05d}" for i in range(1000))  # 5,000 characters
     details = details_for_failure(None, FailureCode.SCRIPT_TIMED_OUT, "s.sh", "timed out", log)
-    assert details["logTail"] == log[-1024:]
+    assert details["logTail"] == "\u2026" + log[-1023:]
     assert len(details["logTail"]) == 1024
+
+
+def test_log_tail_starts_at_a_whole_line() -> None:
+    """A long log of lines is cut at a line start: no line shows without its beginning."""
+    lines = [f"[stderr]line {i:03d} " + "x" * 40 + "\n" for i in range(100)]
+    details = details_for_failure(
+        "ValidateService", FailureCode.SCRIPT_FAILED, "v.sh", "failed", "".join(lines)
+    )
+    tail = details["logTail"]
+    assert len(tail) <= 1024
+    assert tail.startswith("[stderr]line ")
+    assert tail.endswith("[stderr]line 099 " + "x" * 40 + "\u2028")
+    shown = tail.split("\u2028")[:-1]
+    assert all(line.startswith("[stderr]line ") for line in shown)
+    assert len(shown) == 1024 // len(lines[0])
 
 
 def test_long_message_is_cut_with_an_ellipsis() -> None:
