@@ -50,7 +50,12 @@ _IGNORABLE = frozenset(
 
 
 class EventStatus(StrEnum):
-    """How a lifecycle event ended (the service's LifecycleEventStatus values we produce)."""
+    """How a lifecycle event ended (the service's LifecycleEventStatus values we produce).
+
+    An event with no scripts to run is `SUCCEEDED` (with `EventResult.noop`), as CodeDeploy
+    reports it; `SKIPPED` is only our deliberate deviation for a previous revision deleted by
+    hand, whose scripts exist but could not run.
+    """
 
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -68,6 +73,9 @@ class EventResult:
     diagnostics: Diagnostics
     #: A failure that `ignore_application_stop_failures` let the deployment continue past.
     ignored: bool = False
+    #: Succeeded without running anything: the appspec has no scripts for the event, or there
+    #: is no previous revision to run them from (the real agent's noop command).
+    noop: bool = False
 
     @property
     def duration(self) -> float:
@@ -126,9 +134,9 @@ class NullReporter:
 
 
 class _Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
-    """Raised inside an event to end it as Skipped with a message."""
+    """Raised inside an event to end it as Skipped with a message (scripts exist but cannot run)."""
 
-    def __init__(self, message: str = "") -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
@@ -233,15 +241,16 @@ class _Run:
         log = self.log.bind(lifecycle_event=event)
         log.info("lifecycle event started")
         status = EventStatus.SUCCEEDED
-        ignored = False
+        ignored = noop = False
         try:
-            diagnostics = await self._dispatch(event)
+            noop = not await self._dispatch(event)
+            # Nothing to run ends Succeeded with the real agent's noop completion message
+            # ("Succeeded: CompletedNoopCommand"), which is what CodeDeploy shows.
+            diagnostics = Diagnostics.succeeded(noop=noop)
         except _Skip as skip:
             status = EventStatus.SKIPPED
-            diagnostics = Diagnostics.succeeded(noop=True)
-            if skip.message:
-                diagnostics = Diagnostics(ErrorCode.SUCCEEDED, "", skip.message, "")
-                log.warning("lifecycle event skipped", reason=skip.message)
+            diagnostics = Diagnostics(ErrorCode.SUCCEEDED, "", skip.message, "")
+            log.warning("lifecycle event skipped", reason=skip.message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -250,11 +259,14 @@ class _Run:
             ignored = event in _IGNORABLE and self.spec.ignore_application_stop_failures
             if not isinstance(exc, AgentError):
                 log.exception("lifecycle event crashed")
-        result = EventResult(event, status, started, datetime.now(UTC), diagnostics, ignored)
+        result = EventResult(
+            event, status, started, datetime.now(UTC), diagnostics, ignored=ignored, noop=noop
+        )
         log.info(
             "lifecycle event finished",
             status=status.value,
             ignored=ignored,
+            noop=noop,
             duration=round(result.duration, 3),
             **({} if status is not EventStatus.FAILED else {"message": diagnostics.message}),
         )
@@ -271,15 +283,15 @@ class _Run:
         await reporter.event_finished(result)
         return result
 
-    async def _dispatch(self, event: str) -> Diagnostics:
+    async def _dispatch(self, event: str) -> bool:
+        """Run the event; False when it had nothing to run (a noop)."""
         if event == LifecycleEvent.DOWNLOAD_BUNDLE:
             await self.download_bundle()
-            return Diagnostics.succeeded()
+            return True
         if event == LifecycleEvent.INSTALL:
             await self.install()
-            return Diagnostics.succeeded()
-        await self.run_hooks(event)
-        return Diagnostics.succeeded()
+            return True
+        return await self.run_hooks(event)
 
     async def download_bundle(self) -> None:
         """Prune old revisions, fetch the bundle, unpack it, record the most recent install."""
@@ -330,19 +342,28 @@ class _Run:
             self.log.warning("cleanup of the previous revision incomplete", detail=warning)
         await asyncio.to_thread(self.root.set_last_successful, spec.deployment_group_id, deployment)
 
-    async def run_hooks(self, event: str) -> None:
-        """Run `event`'s scripts from the revision CodeDeploy would pick (reference §1.4)."""
+    async def run_hooks(self, event: str) -> bool:
+        """Run `event`'s scripts from the revision CodeDeploy would pick (reference §1.4).
+
+        Returns False when there was nothing to run: no previous revision, or no scripts for
+        the event in the selected appspec (the real agent's noop, reported Succeeded).
+        """
         source = await asyncio.to_thread(self._revision_for, event)
+        if source is None:
+            return False
         appspec = await asyncio.to_thread(load_appspec, source.archive, self.spec.appspec_filename)
         scripts = appspec.scripts_for(event)
         if not scripts:
-            raise _Skip
+            return False
         await self.reporter.scripts_starting(event, sum(script.timeout for script in scripts))
         await self.runner.run_event(
             event, scripts, archive_dir=source.archive, environment=self._environment(event)
         )
+        return True
 
-    def _revision_for(self, event: str) -> DeploymentDir:
+    def _revision_for(self, event: str) -> DeploymentDir | None:
+        """The revision `event` runs from; None on a group's first deployment when the event
+        runs from a previous one (nothing to stop yet)."""
         spec = self.spec
         choice = revision_choice(
             event, creator=spec.deployment_creator, deployment_type=spec.deployment_type
@@ -359,7 +380,7 @@ class _Run:
             previous, pointer = self.root.most_recent(group), self.root.most_recent_file(group)
         if previous is None:
             # First deployment of the group: nothing to stop (the real agent's noop).
-            raise _Skip
+            return None
         if not previous.archive.is_dir():
             # The real agent fails here with "did not find an AppSpec file" and every later
             # deployment fails the same way until an operator deletes the pointer by hand (a

@@ -42,6 +42,8 @@ DEFAULT_GROUP_NAME = "LocalFleet"
 VALID_TYPES = ("tgz", "tar", "zip", "directory")
 _REQUIRED = (LifecycleEvent.DOWNLOAD_BUNDLE.value, LifecycleEvent.INSTALL.value)
 _TAIL_LINES = 10
+#: Width of the status column: fits "Succeeded (no scripts)", the longest status shown.
+_STATUS_WIDTH = 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +272,9 @@ def build_spec(
 
 class ConsoleReporter:
     """Prints one line per lifecycle event, live: the name when it starts, the outcome when it
-    ends (`  ApplicationStart     Succeeded    0.12 s`); the lines form the summary table."""
+    ends (`  ApplicationStart     Succeeded                 0.12 s`); the lines form the summary
+    table. An event with nothing to run shows `Succeeded (no scripts)`: CodeDeploy reports it
+    Succeeded, and the console still tells it apart from one whose scripts ran."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -281,8 +285,11 @@ class ConsoleReporter:
 
     async def event_finished(self, result: EventResult) -> None:
         """Complete the event's line with its status and duration, and why it failed."""
-        status = result.status.value + (" (ignored)" if result.ignored else "")
-        print(f"{status:<19} {result.duration:7.2f} s", file=self.out, flush=True)
+        print(
+            f"{_status_text(result):<{_STATUS_WIDTH}} {result.duration:7.2f} s",
+            file=self.out,
+            flush=True,
+        )
         note = _note(result)
         if note:
             print(f"      {note}", file=self.out, flush=True)
@@ -296,29 +303,44 @@ class ConsoleReporter:
         """Nothing to show: the line already names the event."""
 
 
+def _status_text(result: EventResult) -> str:
+    if result.ignored:
+        return f"{result.status.value} (ignored)"
+    if result.noop:
+        return f"{result.status.value} (no scripts)"
+    return result.status.value
+
+
 def _note(result: EventResult) -> str:
     diagnostics = result.diagnostics
     if result.status is EventStatus.FAILED:
         return f"{diagnostics.code.service_name}: {diagnostics.message}"
-    if result.status is EventStatus.SKIPPED and not diagnostics.message.startswith("Succeeded"):
+    if result.status is EventStatus.SKIPPED:
+        # Only a previous revision deleted by hand is skipped; the message says what to do.
         return diagnostics.message
     return ""
 
 
 def print_summary(result: DeploymentResult, out: TextIO) -> None:
-    """Events that did not run, then one line counting every outcome and the total time."""
+    """Events that did not run, then one line counting every outcome and the total time:
+    `Summary: 7 succeeded (3 without scripts), 0 failed, 0 not run in 0.42 s`. The
+    parenthesis appears when some events had nothing to run, `N skipped` when some were
+    skipped (a previous revision deleted by hand)."""
     ran = {e.event for e in result.events}
     not_run = [e for e in result.spec.lifecycle_events if e not in ran]
     for event in not_run:
         print(f"  {event:<20} Not run", file=out)
     counts = {status: sum(e.status is status for e in result.events) for status in EventStatus}
+    noops = sum(e.noop for e in result.events)
     total = sum(e.duration for e in result.events)
-    print(
-        f"Summary: {counts[EventStatus.SUCCEEDED]} succeeded, {counts[EventStatus.SKIPPED]} "
-        f"skipped, {counts[EventStatus.FAILED]} failed, {len(not_run)} not run "
-        f"in {total:.2f} s",
-        file=out,
-    )
+    parts = [
+        f"{counts[EventStatus.SUCCEEDED]} succeeded"
+        + (f" ({noops} without scripts)" if noops else ""),
+        *([f"{counts[EventStatus.SKIPPED]} skipped"] if counts[EventStatus.SKIPPED] else []),
+        f"{counts[EventStatus.FAILED]} failed",
+        f"{len(not_run)} not run",
+    ]
+    print(f"Summary: {', '.join(parts)} in {total:.2f} s", file=out)
 
 
 async def run_local(opts: LocalOptions, config: AgentConfig, out: TextIO = sys.stdout) -> int:

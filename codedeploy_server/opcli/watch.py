@@ -12,9 +12,11 @@ redrawn in place; anywhere else it prints one line per change, so CI logs read t
     d-ABCDEFGH1 Failed
 
 A change of a target or deployment to a final status is printed after the changes under it,
-any other change before them. Events that become Skipped are not printed (a skipped target
-says it once for all of its events). A poll sees the latest status only: an event that started
-and finished between two polls prints just its final status.
+any other change before them. An event that goes from Pending straight to Skipped is not
+printed: it never started (it came after a failure, or its target was skipped, which says it
+once for all of its events). One that was seen running and then ends Skipped prints its final
+status like any other, so no `InProgress` line is left without an ending. A poll sees the latest
+status only: an event that started and finished between two polls prints just its final status.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ def _target_lines(prefix: str, before: TargetView | None, target: TargetView) ->
     old_events = {e.name: e.status for e in before.events} if before else {}
     event_lines: list[str] = []
     for event in target.events:
-        if event.status == old_events.get(event.name, "Pending") or event.status == "Skipped":
+        old = old_events.get(event.name, "Pending")
+        if event.status == old or (event.status == "Skipped" and old == "Pending"):
             continue
         detail = ""
         if event.status == "Failed":

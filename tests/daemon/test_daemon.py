@@ -4,6 +4,7 @@ from PROTOCOL.md (issue acceptance list)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,7 +58,8 @@ async def test_successful_deployment(
     agent: Agent, service: FakeJobsService, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """A queued job runs every in-place event, reports each one, then SUCCEEDED; presence is
-    online and live log lines arrive."""
+    online and live log lines arrive. Events with nothing to run (the first deployment's
+    ApplicationStop, events without scripts) are reported Succeeded, as CodeDeploy shows them."""
     bundle = write_bundle(
         tmp_path / "bundle",
         {"BeforeInstall": "echo before", "ApplicationStart": "echo started; echo oops >&2"},
@@ -67,13 +69,13 @@ async def test_successful_deployment(
     execution = await service.wait_for_status(THING, "job-1", {JobStatus.SUCCEEDED}, timeout=30)
     assert execution.status is JobStatus.SUCCEEDED
     assert events_reported(service, "job-1") == [
-        ("ApplicationStop", "Skipped"),
+        ("ApplicationStop", "Succeeded"),
         ("DownloadBundle", "Succeeded"),
         ("BeforeInstall", "Succeeded"),
         ("Install", "Succeeded"),
-        ("AfterInstall", "Skipped"),
+        ("AfterInstall", "Succeeded"),
         ("ApplicationStart", "Succeeded"),
-        ("ValidateService", "Skipped"),
+        ("ValidateService", "Succeeded"),
     ]
     presence = service.presence(THING)
     assert presence is not None
@@ -83,6 +85,27 @@ async def test_successful_deployment(
     )
     scripts_log = agent.root_dir / "dg-web" / "d-AAAAAAAA1" / "logs" / "scripts.log"
     assert "[stderr]oops" in scripts_log.read_text()
+    assert service.violations == []
+
+
+async def test_deleted_previous_revision_reports_application_stop_skipped(
+    agent: Agent, service: FakeJobsService, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """When the previous revision's directory was deleted by hand, the next job reports its
+    ApplicationStop Skipped (its scripts could not run) and still SUCCEEDS."""
+    marker = tmp_path / "stopped"
+    bundle = write_bundle(tmp_path / "bundle", {"ApplicationStop": f"echo stop >> {marker}"})
+    service.queue_job(THING, "job-1", document(keys, bundle, "d-DELETED01"))
+    agent.start()
+    await service.wait_for_status(THING, "job-1", {JobStatus.SUCCEEDED}, timeout=30)
+    shutil.rmtree(agent.root_dir / "dg-web" / "d-DELETED01")
+    service.queue_job(THING, "job-2", document(keys, bundle, "d-DELETED02"))
+    await service.wait_for_status(THING, "job-2", {JobStatus.SUCCEEDED}, timeout=30)
+    assert events_reported(service, "job-2") == [
+        ("ApplicationStop", "Skipped"),
+        *((event, "Succeeded") for event in IN_PLACE[1:]),
+    ]
+    assert not marker.exists()
     assert service.violations == []
 
 

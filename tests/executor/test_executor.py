@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 from datetime import datetime
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import psutil
 import pytest
 
 from codedeploy_agent.config import AgentConfig, HookSettings
-from codedeploy_agent.diagnostics import MAX_PAYLOAD_CHARS, Diagnostics
+from codedeploy_agent.diagnostics import MAX_PAYLOAD_CHARS, NOOP_MESSAGE, Diagnostics
 from codedeploy_agent.errors import ErrorCode, ScriptError
 from codedeploy_agent.executor import DeploymentExecutor, EventResult, EventStatus
 from codedeploy_agent.lifecycle import DEFAULT_ORDER
@@ -88,7 +89,7 @@ def record(event: str) -> str:
 async def test_reporter_sees_every_event_in_order(
     executor: DeploymentExecutor, tmp_path: Path
 ) -> None:
-    """Each event is reported started then finished, in the spec's order; noops are Skipped."""
+    """Each event is reported started then finished, in the spec's order; noops Succeed."""
     src = bundle(tmp_path, "v1", {"ApplicationStart": "exit 0"})
     recorder = Recorder()
     result = await executor.run(spec(src, "d-1"), recorder)
@@ -104,9 +105,78 @@ async def test_reporter_sees_every_event_in_order(
     assert statuses["ApplicationStart"] is EventStatus.SUCCEEDED
     assert statuses["DownloadBundle"] is EventStatus.SUCCEEDED
     assert statuses["Install"] is EventStatus.SUCCEEDED
-    assert statuses["ApplicationStop"] is EventStatus.SKIPPED  # no previous revision
-    assert statuses["ValidateService"] is EventStatus.SKIPPED  # no scripts
+    assert statuses["ApplicationStop"] is EventStatus.SUCCEEDED  # no previous revision
+    assert statuses["ValidateService"] is EventStatus.SUCCEEDED  # no scripts
+    assert [r.event for r in recorder.results if r.noop] == [
+        "BeforeBlockTraffic",
+        "AfterBlockTraffic",
+        "ApplicationStop",
+        "BeforeInstall",
+        "AfterInstall",
+        "ValidateService",
+        "BeforeAllowTraffic",
+        "AfterAllowTraffic",
+    ]
     assert all(r.ended_at >= r.started_at for r in recorder.results)
+
+
+@pytest.mark.asyncio
+async def test_events_without_scripts_succeed_as_noops(
+    executor: DeploymentExecutor, tmp_path: Path
+) -> None:
+    """A first deployment's ApplicationStop and an event the appspec has no scripts for end
+    Succeeded with the real agent's noop message; an event whose scripts ran does not."""
+    src = bundle(tmp_path, "v1", {"AfterInstall": "exit 0"})
+    events = ("ApplicationStop", "DownloadBundle", "BeforeInstall", "Install", "AfterInstall")
+    result = await executor.run(spec(src, "d-1", events))
+    assert result.succeeded
+    noop = Diagnostics(ErrorCode.SUCCEEDED, "", NOOP_MESSAGE, "")
+    ran = Diagnostics(ErrorCode.SUCCEEDED, "", "Succeeded: ", "")
+    assert [(e.event, e.status, e.noop, e.diagnostics) for e in result.events] == [
+        ("ApplicationStop", EventStatus.SUCCEEDED, True, noop),  # no previous revision
+        ("DownloadBundle", EventStatus.SUCCEEDED, False, ran),
+        ("BeforeInstall", EventStatus.SUCCEEDED, True, noop),  # no scripts in the appspec
+        ("Install", EventStatus.SUCCEEDED, False, ran),
+        ("AfterInstall", EventStatus.SUCCEEDED, False, ran),
+    ]
+    assert noop.to_json() == (
+        '{"error_code":0,"script_name":"","message":"Succeeded: CompletedNoopCommand","log":""}'
+    )
+
+
+@pytest.mark.asyncio
+async def test_deleted_previous_revision_skips_its_stop_hooks(
+    executor: DeploymentExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the last successful revision's directory was deleted by hand, its stop hooks are
+    Skipped (not noops: the scripts exist but cannot run) with a message saying what to do,
+    and the deployment goes on."""
+    proof = tmp_path / "proof"
+    monkeypatch.setenv("PROOF", str(proof))
+    events = {"ApplicationStop": record("ApplicationStop"), "AfterInstall": record("AfterInstall")}
+    assert (await executor.run(spec(bundle(tmp_path, "v1", events), "d-1"))).succeeded
+    old = executor.root.deployment(GROUP, "d-1")
+    shutil.rmtree(old.path)
+    result = await executor.run(spec(bundle(tmp_path, "v2", events), "d-2"))
+    assert result.succeeded
+    stops = [e for e in result.events if e.status is EventStatus.SKIPPED]
+    assert [e.event for e in stops] == [
+        "BeforeBlockTraffic",
+        "AfterBlockTraffic",
+        "ApplicationStop",
+    ]
+    stop = stops[-1]
+    assert not stop.noop
+    pointer = executor.root.last_successful_file(GROUP)
+    assert stop.diagnostics == Diagnostics(
+        ErrorCode.SUCCEEDED,
+        "",
+        f"Skipped ApplicationStop: the previous revision's directory {old.archive} no longer "
+        f"exists (named in {pointer}), so its ApplicationStop scripts cannot run. If the old "
+        "application is still running, stop it by hand.",
+        "",
+    )
+    assert proof.read_text().splitlines() == ["AfterInstall d-1", "AfterInstall d-2"]
 
 
 @pytest.mark.asyncio

@@ -26,6 +26,15 @@ SAMPLE_ENTRIES = {
 }
 
 
+def event_table(out: str) -> list[str]:
+    """The per-event lines and the summary line of a run, durations replaced by `N`."""
+    return [
+        re.sub(r"\d+\.\d\d s$", "N s", line)
+        for line in out.splitlines()
+        if re.match(r"  \w", line) or line.startswith("Summary: ")
+    ]
+
+
 def assert_layout(host: Host, deployments: int, entries: set[str] = SAMPLE_ENTRIES) -> Path:
     """The step definitions of the real agent's features (reference §10.2)."""
     root = host.root_dir
@@ -55,6 +64,21 @@ def test_first_deploy_of_a_directory_skips_stop_and_block_hooks(
     assert f"Starting to execute deployment from within folder {newest}" in result.out
     assert f"See the deployment log at {newest}/logs/scripts.log for more details" in result.out
     assert re.search(r"d-[A-Z0-9]{9}-local$", newest.name)
+    # Nothing to stop yet: those events succeed without scripts, as CodeDeploy reports them.
+    assert event_table(result.out) == [
+        "  BeforeBlockTraffic   Succeeded (no scripts)    N s",
+        "  AfterBlockTraffic    Succeeded (no scripts)    N s",
+        "  ApplicationStop      Succeeded (no scripts)    N s",
+        "  DownloadBundle       Succeeded                 N s",
+        "  BeforeInstall        Succeeded                 N s",
+        "  Install              Succeeded                 N s",
+        "  AfterInstall         Succeeded                 N s",
+        "  ApplicationStart     Succeeded                 N s",
+        "  ValidateService      Succeeded                 N s",
+        "  BeforeAllowTraffic   Succeeded                 N s",
+        "  AfterAllowTraffic    Succeeded                 N s",
+        "Summary: 11 succeeded (3 without scripts), 0 failed, 0 not run in N s",
+    ]
     pointers = host.root_dir / "deployment-instructions"
     group = "default-local-deployment-group"
     assert (pointers / f"{group}_last_successful_install").read_text() == str(newest)
@@ -299,13 +323,32 @@ def test_deployments_log_format(host: Host, sample_bundle: Path, run_cli: RunCli
 def test_stale_last_successful_pointer_does_not_block(
     host: Host, sample_bundle: Path, run_cli: RunCli
 ) -> None:
-    """A last-successful revision deleted by hand skips its ApplicationStop instead of failing."""
+    """A last-successful revision deleted by hand skips its ApplicationStop instead of failing:
+    the table shows those events Skipped, each with why, and the summary counts them."""
     assert run_cli("-l", str(sample_bundle)).status == 0
     (first,) = host.deployment_dirs()
     shutil.rmtree(first)
     result = run_cli("-l", str(sample_bundle))
     assert result.status == 0, result.out
-    assert "no longer exists" in result.out
+    pointer = (
+        host.root_dir
+        / "deployment-instructions"
+        / "default-local-deployment-group_last_successful_install"
+    )
+    assert (
+        f"      Skipped ApplicationStop: the previous revision's directory "
+        f"{first}/deployment-archive no longer exists (named in {pointer}), so its "
+        "ApplicationStop scripts cannot run. If the old application is still running, stop it "
+        "by hand.\n"
+    ) in result.out
+    assert event_table(result.out)[:3] == [
+        "  BeforeBlockTraffic   Skipped                   N s",
+        "  AfterBlockTraffic    Skipped                   N s",
+        "  ApplicationStop      Skipped                   N s",
+    ]
+    assert event_table(result.out)[-1] == (
+        "Summary: 8 succeeded, 3 skipped, 0 failed, 0 not run in N s"
+    )
     assert host.proof() == FIRST_DEPLOY_PROOF * 2
 
 

@@ -117,6 +117,64 @@ def test_change_lines_print_one_line_per_change_in_order() -> None:
     ]
 
 
+def test_an_event_seen_running_prints_its_skipped_end_but_never_started_ones_do_not() -> None:
+    """An event printed InProgress that ends Skipped prints its final status; events skipped
+    after a failure, which never started, print nothing."""
+    failed = event(
+        "BeforeInstall", "Failed", code="ScriptFailed", message="failed with exit code 1"
+    )
+    snapshots = [
+        snap(
+            deployment("InProgress"),
+            target("host-1", "InProgress", {"ApplicationStop": "InProgress"}),
+        ),
+        snap(
+            deployment("InProgress"),
+            target(
+                "host-1",
+                "InProgress",
+                {"ApplicationStop": "Skipped", "DownloadBundle": "InProgress"},
+            ),
+        ),
+        snap(
+            deployment("InProgress"),
+            target(
+                "host-1",
+                "Failed",
+                {
+                    "ApplicationStop": "Skipped",
+                    "DownloadBundle": "Succeeded",
+                    **dict.fromkeys(
+                        ("Install", "AfterInstall", "ApplicationStart", "ValidateService"),
+                        "Skipped",
+                    ),
+                },
+                failed=failed,
+            ),
+        ),
+    ]
+    printed = [
+        change_lines(previous, current)
+        for previous, current in zip([None, *snapshots], snapshots, strict=False)
+    ]
+    assert printed == [
+        [
+            "d-ABCDEFGH1 InProgress",
+            "d-ABCDEFGH1 host-1 InProgress",
+            "d-ABCDEFGH1 host-1 ApplicationStop InProgress",
+        ],
+        [
+            "d-ABCDEFGH1 host-1 ApplicationStop Skipped",
+            "d-ABCDEFGH1 host-1 DownloadBundle InProgress",
+        ],
+        [
+            "d-ABCDEFGH1 host-1 DownloadBundle Succeeded",
+            "d-ABCDEFGH1 host-1 BeforeInstall Failed (ScriptFailed: failed with exit code 1)",
+            "d-ABCDEFGH1 host-1 Failed",
+        ],
+    ]
+
+
 def test_an_unchanged_poll_prints_nothing() -> None:
     """Polling the same state twice prints no line."""
     first = polls()[1]

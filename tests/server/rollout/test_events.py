@@ -47,7 +47,8 @@ def _event(target: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_progress_then_success() -> None:
     """Each IN_PROGRESS update records its event and shows the next as running; SUCCEEDED
-    ends the target."""
+    ends the target. An event the agent reports Skipped (it could not run a previous revision's
+    scripts, deleted by hand) keeps only its endTime."""
     target = _target()
     assert target["status"] == "InProgress"
     assert apply_change(target, JobStatus.IN_PROGRESS, {}, 2, 101.0)
