@@ -66,8 +66,12 @@ class MqttSettings:
     endpoint: str = "mqtt://127.0.0.1:1883"
     #: This host's thing name (client id and topic segment), `[A-Za-z0-9_.:-]{1,128}`.
     thing_name: str | None = None  # default: the host name
-    #: Topics live under `<topic_root>/<thing_name>/...` (PROTOCOL.md).
+    #: Jobs topics live under `<topic_root>/<thing_name>/jobs/...` (PROTOCOL.md).
     topic_root: str = "codedeploy/things"
+    #: Presence and live logs go to `<events_root>/<thing_name>/presence` and `.../logs/<id>`.
+    #: None: `topic_root`, or `codedeploy/things` when `topic_root` begins with `$`
+    #: (`$aws/things` on AWS IoT Core, which disconnects clients publishing to reserved topics).
+    events_topic_root: str | None = None
     #: MQTT protocol version, `5` or `3.1.1`.
     protocol: Literal["5", "3.1.1"] = "5"
     #: CA bundle that signs the broker's certificate (default: the system's trust store).
@@ -82,6 +86,15 @@ class MqttSettings:
     keepalive_seconds: int = 30
     #: How long the broker keeps this agent's session (and queued commands) while it is offline.
     session_expiry_seconds: int = 7 * 24 * 3600
+
+    @property
+    def events_root(self) -> str:
+        """The events root in effect: `events_topic_root`, or its default for `topic_root`."""
+        if self.events_topic_root is not None:
+            return self.events_topic_root
+        # The rule of protocol.topics.default_events_root, which this layer cannot import; a
+        # test keeps the two equal.
+        return "codedeploy/things" if self.topic_root.startswith("$") else self.topic_root
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,6 +457,26 @@ def _mqtt_protocol(value: object, _ctx: _Context) -> str:
     raise _RuleError('must be 5 or "3.1.1"')
 
 
+# No empty levels either (`a//b`): protocol.topics.validate_topic_root refuses them, and the
+# daemon would only find out at start.
+_TOPIC_ROOT = _text(
+    r"[^/+#\0]+(?:/[^/+#\0]+)*",
+    "must be a topic without wildcards (+, #), empty levels or leading/trailing '/'",
+)
+
+
+def _events_topic_root(value: object, ctx: _Context) -> str:
+    root = str(_TOPIC_ROOT(value, ctx))
+    if root.startswith("$"):
+        raise _RuleError(
+            "must not begin with '$': topics beginning with '$' are reserved (AWS IoT Core "
+            "disconnects a client that publishes to a reserved topic it does not support), and "
+            "the agent publishes its presence, its last will and live logs there; use a plain "
+            "root such as codedeploy/things"
+        )
+    return root
+
+
 def _trusted_keys(value: object, ctx: _Context) -> tuple[tuple[str, Path], ...]:
     rule = "must map key ids to public key files, or be a list of {id: ..., file: ...} entries"
     entries: list[tuple[object, object]] = []
@@ -600,10 +633,8 @@ _SECTIONS: Final[Mapping[str, _Section]] = {
                     "must be 1 to 128 letters, digits or any of _ . : - (quote it if it looks "
                     "like a number)",
                 ),
-                "topic_root": _text(
-                    r"[^/+#\0](?:[^+#\0]*[^/+#\0])?",
-                    "must be a topic without wildcards (+, #) or leading/trailing '/'",
-                ),
+                "topic_root": _TOPIC_ROOT,
+                "events_topic_root": _events_topic_root,
                 "protocol": _mqtt_protocol,
                 "ca_file": _path,
                 "cert_file": _path,

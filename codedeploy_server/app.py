@@ -89,7 +89,12 @@ class ControlPlane:
             shared_group="codedeploy-server" if shared else None,
             session_expiry_seconds=_SHARED_SESSION_SECONDS if shared else 3600,
         )
-        self.jobs = jobs = JobsService(store, mqtt, topic_root=mqtt_settings.topic_root)
+        self.jobs = jobs = JobsService(
+            store,
+            mqtt,
+            topic_root=mqtt_settings.topic_root,
+            events_root=mqtt_settings.events_root,
+        )
         host, port = config.listen_host_port
         public_url = config.bundle_store.public_url or _public_url(host, port, config)
         secret_file = config.bundle_store.secret_file or config.bundle_store.path / ".secret"

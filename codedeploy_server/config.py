@@ -4,6 +4,8 @@
 listen: 127.0.0.1:8443            # HTTP API; tls_cert/tls_key for HTTPS
 database: /var/lib/codedeploy-server/state.db   # a path: SQLite; postgresql://... for HA
 mqtt: {endpoint: mqtt://127.0.0.1:1883, topic_root: codedeploy/things}   # or `embedded: true`
+# mqtt.events_topic_root: where agents publish presence and live logs (default: topic_root, or
+# codedeploy/things when topic_root begins with `$`, as `$aws/things` for AWS IoT Core)
 credentials:                       # SigV4 access keys accepted by the API
   - {access_key_id: AKIA..., secret_access_key_file: /etc/codedeploy-server/secret}
 signing_key_file: /etc/codedeploy-server/jobs.ed25519   # signs job documents
@@ -15,7 +17,7 @@ Relative paths are resolved against the config file's directory.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -23,6 +25,13 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from codedeploy_agent.protocol.errors import ProtocolError
+from codedeploy_agent.protocol.topics import (
+    DEFAULT_TOPIC_ROOT,
+    default_events_root,
+    validate_events_root,
+    validate_topic_root,
+)
 from codedeploy_server.errors import ServerConfigError
 
 _ACCESS_KEY = re.compile(r"[A-Z0-9]{16,128}")
@@ -50,6 +59,7 @@ _MQTT_KEYS: Final = frozenset(
     {
         "endpoint",
         "topic_root",
+        "events_topic_root",
         "protocol",
         "username",
         "password_file",
@@ -70,7 +80,11 @@ class MqttConfig:
     #: None: start the embedded broker (amqtt, MQTT 3.1.1) on `embedded_listen`.
     endpoint: str | None = None
     embedded_listen: str = "127.0.0.1:1883"
-    topic_root: str = "codedeploy/things"
+    #: Jobs topics: `{topic_root}/{thing}/jobs/...`.
+    topic_root: str = DEFAULT_TOPIC_ROOT
+    #: Presence and live logs: `{events_root}/{thing}/presence`, `.../logs/{deploymentId}`.
+    #: None: `topic_root`, or `codedeploy/things` when it begins with `$` (see `events_root`).
+    events_topic_root: str | None = None
     protocol: Literal[5, "3.1.1"] = 5
     username: str | None = None
     password_file: Path | None = None
@@ -86,6 +100,13 @@ class MqttConfig:
     def embedded(self) -> bool:
         """True when the server runs its own broker."""
         return self.endpoint is None
+
+    @property
+    def events_root(self) -> str:
+        """The events root in effect: `events_topic_root`, or its default for `topic_root`."""
+        if self.events_topic_root is None:
+            return default_events_root(self.topic_root)
+        return self.events_topic_root
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +242,13 @@ def _mqtt(raw: object, base: Path, path: Path) -> MqttConfig:
         raise ServerConfigError(f"{path}: mqtt.protocol must be 5 or '3.1.1', not {protocol!r}")
     listen = str(raw.get("listen", "127.0.0.1:1883"))
     split_host_port(listen, "mqtt.listen")
+    topic_root = _topic_root(raw, "topic_root", validate_topic_root, path)
+    events_root = _topic_root(raw, "events_topic_root", validate_events_root, path)
     return MqttConfig(
         endpoint=None if endpoint is None else str(endpoint),
         embedded_listen=listen,
-        topic_root=str(raw.get("topic_root", "codedeploy/things")),
+        topic_root=topic_root or DEFAULT_TOPIC_ROOT,
+        events_topic_root=events_root,
         protocol=5 if str(protocol) == "5" else "3.1.1",
         username=raw.get("username"),
         password_file=_path(raw, "password_file", base),
@@ -234,6 +258,23 @@ def _mqtt(raw: object, base: Path, path: Path) -> MqttConfig:
         shared_subscriptions=bool(raw.get("shared_subscriptions", False)),
         users_file=_path(raw, "users_file", base),
     )
+
+
+def _topic_root(
+    raw: Mapping[str, Any], key: str, validate: Callable[[str], str], path: Path
+) -> str | None:
+    """mqtt.`key` checked by `validate` (a topics.py validator), or None when not set."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ServerConfigError(
+            f"{path}: mqtt.{key} must be a topic such as {DEFAULT_TOPIC_ROOT!r}, not {value!r}"
+        )
+    try:
+        return validate(value)
+    except ProtocolError as exc:
+        raise ServerConfigError(f"{path}: mqtt.{key}: {exc}") from None
 
 
 def _credentials(raw: object, base: Path, path: Path) -> dict[str, str]:

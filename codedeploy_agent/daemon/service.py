@@ -75,7 +75,9 @@ class Daemon:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.thing = thing_name(config)
-        self.topics = JobsTopics(config.mqtt.topic_root, self.thing)
+        self.topics = JobsTopics(
+            config.mqtt.topic_root, self.thing, events_root=config.mqtt.events_root
+        )
         self.ledger = JobLedger(config.state_dir)
         self.outbox = Outbox(config.state_dir)
         self.clock = ClockMonitor(config.clock)

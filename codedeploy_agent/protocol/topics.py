@@ -6,6 +6,25 @@ client's own publishes (AWS IoT does) would otherwise send every request back to
 Every incoming topic is parsed with `JobsTopics.parse_topic`, which refuses topics of another
 thing (AWS IoT Jobs asks devices to check the thing name of every reply). The control plane,
 which serves every thing, uses `server_filters` and `parse_any_thing`.
+
+Our own topics (presence, live logs; not part of IoT Jobs) live under the **events root**:
+`{events_root}/{thingName}/presence` and `{events_root}/{thingName}/logs/{deploymentId}`. It
+defaults to the topic root itself, so with the default `codedeploy/things` every topic is where
+PROTOCOL.md puts it; an events root beginning with `$` is refused (`validate_events_root`).
+
+Topics under AWS IoT Core
+-------------------------
+This deviates from PROTOCOL.md ("Presence and events"), which puts presence and logs under
+`{topic_root}`. With `topic_root: $aws/things` (what operators set against AWS IoT Core) those
+would be `$aws/things/{thing}/presence` and `.../logs/{deploymentId}`: reserved topics that IoT
+Core does not support, and AWS documents that "Unsupported publish or subscribe operations to
+reserved topics can result in a terminated connection" (IoT Core developer guide, "Reserved
+topics"). The agent, whose last will is its presence topic, would be disconnected in a loop. So
+when the topic root begins with `$` the events root defaults to `codedeploy/things`
+(`default_events_root`): the Jobs topics stay `$aws/things/{thing}/jobs/...` and presence and
+logs go to `codedeploy/things/{thing}/presence` and `.../logs/{deploymentId}`, ordinary topics
+on which IoT Core supports retained messages and last wills (an IoT policy must allow them).
+Config key `mqtt.events_topic_root` (agent and server) sets another events root.
 """
 
 from __future__ import annotations
@@ -49,6 +68,7 @@ class TopicKind(StrEnum):
     LOGS = "logs/{deploymentId}"
 
 
+# The levels after `{topic_root}/{thingName}/` of thing-level Jobs topics.
 _THING_LEVEL: Final[dict[tuple[str, ...], TopicKind]] = {
     ("jobs", "notify"): TopicKind.NOTIFY,
     ("jobs", "notify-next"): TopicKind.NOTIFY_NEXT,
@@ -58,7 +78,6 @@ _THING_LEVEL: Final[dict[tuple[str, ...], TopicKind]] = {
     ("jobs", "get"): TopicKind.GET_PENDING,
     ("jobs", "get", "accepted"): TopicKind.GET_PENDING_ACCEPTED,
     ("jobs", "get", "rejected"): TopicKind.GET_PENDING_REJECTED,
-    ("presence",): TopicKind.PRESENCE,
 }
 # `jobs/{jobId}/<op>[/<reply>]`: unambiguous with the table above because no job operation is
 # called `accepted` or `rejected`, and thing-level topics never have an operation in level 3.
@@ -119,6 +138,33 @@ def validate_topic_root(topic_root: str) -> str:
     return topic_root
 
 
+def default_events_root(topic_root: str) -> str:
+    """The events root used when none is configured: `topic_root`, unless it begins with `$`
+    (reserved topics: `$aws/things` on AWS IoT Core), then `DEFAULT_TOPIC_ROOT`."""
+    return DEFAULT_TOPIC_ROOT if topic_root.startswith("$") else topic_root
+
+
+def validate_events_root(events_root: str) -> str:
+    """Return `events_root` if it is a valid topic root that does not begin with `$`, else raise."""
+    validate_topic_root(events_root)
+    if events_root.startswith("$"):
+        raise ProtocolError(
+            f"Invalid events topic root {events_root!r}: it must not begin with '$'. Topics "
+            "beginning with '$' are reserved: AWS IoT Core disconnects a client that publishes "
+            "to a reserved topic it does not support, and many brokers refuse such publishes, "
+            "while the agent publishes its presence (also as its last will) and live logs "
+            f"there. Use a plain root such as {DEFAULT_TOPIC_ROOT!r}"
+        )
+    return events_root
+
+
+def resolve_events_root(topic_root: str, events_root: str | None = None) -> str:
+    """The events root to use: `events_root` (validated), or `default_events_root(topic_root)`."""
+    return validate_events_root(
+        default_events_root(topic_root) if events_root is None else events_root
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedTopic:
     """An incoming topic, decoded: whose it is, what it carries, and for which job."""
@@ -132,15 +178,23 @@ class ParsedTopic:
 
 
 class JobsTopics:
-    """Every topic of one thing, and the parser that refuses other things' topics."""
+    """Every topic of one thing, and the parser that refuses other things' topics.
 
-    def __init__(self, topic_root: str, thing_name: str) -> None:
+    Jobs topics are under `topic_root`; presence and logs under `events_root` (None: the
+    default of `default_events_root`, so existing callers keep their topics).
+    """
+
+    def __init__(self, topic_root: str, thing_name: str, *, events_root: str | None = None) -> None:
         self.topic_root = validate_topic_root(topic_root)
         self.thing_name = validate_thing_name(thing_name)
+        self.events_root = resolve_events_root(self.topic_root, events_root)
         self.root = f"{self.topic_root}/{self.thing_name}/jobs"
 
     def __repr__(self) -> str:
-        return f"JobsTopics({self.topic_root!r}, {self.thing_name!r})"
+        return (
+            f"JobsTopics({self.topic_root!r}, {self.thing_name!r}, "
+            f"events_root={self.events_root!r})"
+        )
 
     # Thing-level Jobs topics.
     @property
@@ -208,15 +262,15 @@ class JobsTopics:
         """UpdateJobExecution error reply."""
         return f"{self.update(job_id)}/rejected"
 
-    # Our own topics (not IoT Jobs).
+    # Our own topics (not IoT Jobs), under the events root.
     @property
     def presence(self) -> str:
-        """Retained online/offline state of the agent."""
-        return f"{self.topic_root}/{self.thing_name}/presence"
+        """Retained online/offline state of the agent (also its last will)."""
+        return f"{self.events_root}/{self.thing_name}/presence"
 
     def logs(self, deployment_id: str) -> str:
         """Live `scripts.log` lines of one deployment (QoS 0, best effort)."""
-        return f"{self.topic_root}/{self.thing_name}/logs/{validate_deployment_id(deployment_id)}"
+        return f"{self.events_root}/{self.thing_name}/logs/{validate_deployment_id(deployment_id)}"
 
     @property
     def agent_filters(self) -> tuple[str, ...]:
@@ -238,7 +292,7 @@ class JobsTopics:
 
     def parse_topic(self, topic: str) -> ParsedTopic:
         """Decode an incoming topic of this thing; raise ProtocolError for any other topic."""
-        parsed = parse_any_thing(self.topic_root, topic)
+        parsed = parse_any_thing(self.topic_root, topic, events_root=self.events_root)
         if parsed.thing_name != self.thing_name:
             raise ProtocolError(
                 f"Topic {topic!r} is for thing {parsed.thing_name!r}, not for this agent "
@@ -247,35 +301,60 @@ class JobsTopics:
         return parsed
 
 
-def server_filters(topic_root: str) -> tuple[str, ...]:
-    """The control plane's subscriptions: every thing's requests, presence and logs.
+def server_filters(topic_root: str, *, events_root: str | None = None) -> tuple[str, ...]:
+    """The control plane's subscriptions: every thing's requests (under `topic_root`), presence
+    and logs (under the events root; None: `default_events_root(topic_root)`).
 
     Explicit `+` levels, never `#` alone: a `#` filter does not match topics under `$aws`.
     """
     root = validate_topic_root(topic_root)
+    events = resolve_events_root(root, events_root)
     return (
         f"{root}/+/jobs/start-next",
         f"{root}/+/jobs/get",
         f"{root}/+/jobs/+/get",
         f"{root}/+/jobs/+/update",
-        f"{root}/+/presence",
-        f"{root}/+/logs/+",
+        f"{events}/+/presence",
+        f"{events}/+/logs/+",
     )
 
 
-def parse_any_thing(topic_root: str, topic: str) -> ParsedTopic:
-    """Decode a topic under `topic_root` for whichever thing it names; raise ProtocolError."""
-    prefix = f"{topic_root}/"
-    if not topic.startswith(prefix):
-        raise ProtocolError(f"Topic {topic!r} is not under the topic root {topic_root!r}")
-    thing_name, _, rest = topic[len(prefix) :].partition("/")
-    if not _THING_NAME.fullmatch(thing_name):
-        raise ProtocolError(f"Topic {topic!r} does not name a valid thing ({thing_name!r})")
-    levels = tuple(rest.split("/"))
+def parse_any_thing(topic_root: str, topic: str, *, events_root: str | None = None) -> ParsedTopic:
+    """Decode a topic for whichever thing it names: a Jobs topic under `topic_root`, or a
+    presence or logs topic under the events root (None: `default_events_root(topic_root)`);
+    raise ProtocolError for anything else.
+
+    When one root lies inside the other and a topic reads both ways, the Jobs reading wins.
+    """
+    events = default_events_root(topic_root) if events_root is None else events_root
+    under_a_root = False
+    invalid_thing: str | None = None
+    for root, parse in ((topic_root, _parse_jobs), (events, _parse_events)):
+        prefix = f"{root}/"
+        if not topic.startswith(prefix):
+            continue
+        under_a_root = True
+        thing_name, _, rest = topic[len(prefix) :].partition("/")
+        if not _THING_NAME.fullmatch(thing_name):
+            invalid_thing = thing_name if invalid_thing is None else invalid_thing
+            continue
+        parsed = parse(thing_name, tuple(rest.split("/")))
+        if parsed is not None:
+            return parsed
+    if not under_a_root:
+        where = f"the topic root {topic_root!r}"
+        if events != topic_root:
+            where += f" or the events root {events!r}"
+        raise ProtocolError(f"Topic {topic!r} is not under {where}")
+    if invalid_thing is not None:
+        raise ProtocolError(f"Topic {topic!r} does not name a valid thing ({invalid_thing!r})")
+    raise ProtocolError(f"Topic {topic!r} is not a topic of the jobs protocol")
+
+
+def _parse_jobs(thing_name: str, levels: tuple[str, ...]) -> ParsedTopic | None:
+    """A Jobs topic from the levels after `{topic_root}/{thingName}/`, or None."""
     if (kind := _THING_LEVEL.get(levels)) is not None:
         return ParsedTopic(thing_name, kind)
-    if len(levels) == 2 and levels[0] == "logs" and _DEPLOYMENT_ID.fullmatch(levels[1]):
-        return ParsedTopic(thing_name, TopicKind.LOGS, deployment_id=levels[1])
     if len(levels) >= 3 and levels[0] == "jobs":
         kind = _JOB_LEVEL.get(levels[2:])
         job_id = levels[1]
@@ -283,4 +362,13 @@ def parse_any_thing(topic_root: str, topic: str) -> ParsedTopic:
             _JOB_ID.fullmatch(job_id) or (job_id == NEXT_JOB and kind in _DESCRIBE_KINDS)
         ):
             return ParsedTopic(thing_name, kind, job_id=job_id)
-    raise ProtocolError(f"Topic {topic!r} is not a topic of the jobs protocol")
+    return None
+
+
+def _parse_events(thing_name: str, levels: tuple[str, ...]) -> ParsedTopic | None:
+    """A presence or logs topic from the levels after `{events_root}/{thingName}/`, or None."""
+    if levels == ("presence",):
+        return ParsedTopic(thing_name, TopicKind.PRESENCE)
+    if len(levels) == 2 and levels[0] == "logs" and _DEPLOYMENT_ID.fullmatch(levels[1]):
+        return ParsedTopic(thing_name, TopicKind.LOGS, deployment_id=levels[1])
+    return None

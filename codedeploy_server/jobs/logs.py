@@ -1,4 +1,4 @@
-"""Live script log lines (`{topic_root}/{thing}/logs/{deploymentId}`, QoS 0, best effort).
+"""Live script log lines (`{events_root}/{thing}/logs/{deploymentId}`, QoS 0, best effort).
 
 Lines go to the registered listeners as they arrive (`codedeploy logs --follow` through the API
 server) and the last `lines_per_stream` of each (thing, deployment) stay in memory, for a

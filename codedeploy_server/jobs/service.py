@@ -1,6 +1,6 @@
 """The Jobs service: the server side of PROTOCOL.md (AWS IoT Jobs over MQTT), kept in the store.
 
-    jobs = JobsService(store, mqtt, topic_root="codedeploy/things")
+    jobs = JobsService(store, mqtt, topic_root="$aws/things", events_root="codedeploy/things")
     jobs.add_listener(on_change)            # every accepted agent update, every verdict
     await jobs.start()                      # subscribe, re-arm timers from the store
     await jobs.queue_job("host-1", "d-ABCDEFGHI", signed_document, step_timeout_minutes=60)
@@ -32,9 +32,11 @@ locks, transactions, timers, MQTT and listeners.
   with the very same accepted payload and changes nothing, even after the execution ended.
   `queue_job` of a job id that is already pending on the thing changes nothing (a rollout
   engine resuming after a crash may queue again); `cancel_job` of an ended execution neither.
-- **Presence** (`{topic_root}/+/presence`, retained) is kept in the `presence` table; a cleared
-  retained message deletes the row. **Log lines** go to `add_log_listener` listeners and a
-  bounded buffer (`recent_log_lines`).
+- **Presence** (`{events_root}/+/presence`, retained; the events root defaults to the topic
+  root, or to `codedeploy/things` when that begins with `$`: topics.py, "Topics under AWS IoT
+  Core") is kept in the `presence` table; a cleared retained message deletes the row.
+  **Log lines** (under the events root too) go to `add_log_listener` listeners and a bounded
+  buffer (`recent_log_lines`).
 
 What an agent does wrong (an update for a QUEUED or unknown execution, a reused clientToken, a
 malformed request) is answered as AWS would and logged as a warning.
@@ -76,6 +78,7 @@ from codedeploy_agent.protocol.topics import (
     ParsedTopic,
     TopicKind,
     parse_any_thing,
+    resolve_events_root,
     server_filters,
     validate_job_id,
     validate_thing_name,
@@ -143,7 +146,8 @@ class _Outcome:
 
 
 class JobsService:
-    """AWS IoT Jobs, server side, for every thing under `topic_root` (module docstring)."""
+    """AWS IoT Jobs, server side, for every thing under `topic_root` (module docstring); presence
+    and logs under `events_root` (None: its default for `topic_root`)."""
 
     def __init__(
         self,
@@ -151,6 +155,7 @@ class JobsService:
         mqtt: ServerMqtt,
         *,
         topic_root: str,
+        events_root: str | None = None,
         clock: Callable[[], float] = time.time,
         time_scale: float = MINUTE,
         sweep_seconds: float = SWEEP_SECONDS,
@@ -158,6 +163,7 @@ class JobsService:
         self._store = store
         self._mqtt = mqtt
         self.topic_root = validate_topic_root(topic_root)
+        self.events_root = resolve_events_root(self.topic_root, events_root)
         self._clock = clock
         #: Seconds one job minute lasts (timers only; tests shorten it).
         self.time_scale = time_scale
@@ -190,7 +196,7 @@ class JobsService:
         await self._mqtt.prepare()  # unusable TLS files fail here, not in the background
         await self._sweep()
         self._running = True
-        filters = server_filters(self.topic_root)
+        filters = server_filters(self.topic_root, events_root=self.events_root)
         # Presence and logs are for every server (retained presence is never sent to shared
         # subscriptions, and `logs --follow` may be served by any server); requests for one.
         broadcast = [f for f in filters if f.endswith(("/presence", "/logs/+"))]
@@ -334,7 +340,7 @@ class JobsService:
     async def _on_message(self, topic: str, payload: bytes) -> None:
         """ServerMqtt's handler: logs at once, the rest in the thing's queue (in order)."""
         try:
-            parsed = parse_any_thing(self.topic_root, topic)
+            parsed = parse_any_thing(self.topic_root, topic, events_root=self.events_root)
         except ProtocolError as exc:
             log.warning("message on an invalid topic", topic=topic, reason=str(exc))
             if "/jobs/" in topic:
@@ -642,7 +648,7 @@ class JobsService:
     # --- helpers ------------------------------------------------------------------------------
 
     def _topics(self, thing: str) -> JobsTopics:
-        return JobsTopics(self.topic_root, thing)
+        return JobsTopics(self.topic_root, thing, events_root=self.events_root)
 
     def _thing(self, thing: str) -> contextlib.AbstractAsyncContextManager[None]:
         return self._locks.hold(thing)

@@ -1,17 +1,19 @@
 """`codedeploy logs DEPLOYMENT_ID [--instance I] [--follow]`: the hook scripts' output.
 
 Without `--follow`: the tails of the script logs the agents reported with each lifecycle event
-(`diagnostics.logTail`, up to the last 4 KB per event), one block per instance and event:
+(`diagnostics.logTail`, up to the last 1,024 characters per event), one block per instance and
+event:
 
     ==> host-1 ApplicationStart (Succeeded) <==
     [stdout]starting
 
 With `--follow`, those tails first, then the live lines the agents publish on MQTT
-(`{topic_root}/{thing}/logs/{deploymentId}`, QoS 0; PROTOCOL.md), printed as `<instance> <line>`
-until the deployment ends (GetDeployment every 2 seconds). This needs access to the MQTT broker
-the agents use (`--mqtt-endpoint` or `CODEDEPLOY_MQTT_ENDPOINT`, with the broker's user name and
-password or client certificate), not just to the API. Live lines are best effort: QoS 0, and a
-line published between the tails being read and the subscription may show twice or not at all.
+(`{events_topic_root}/{thing}/logs/{deploymentId}`, QoS 0; PROTOCOL.md), printed as `<instance>
+<line>` until the deployment ends (GetDeployment every 2 seconds). This needs access to the MQTT
+broker the agents use (`--mqtt-endpoint` or `CODEDEPLOY_MQTT_ENDPOINT`, with the broker's user
+name and password or client certificate), not just to the API. Live lines are best effort: QoS
+0, and a line published between the tails being read and the subscription may show twice or not
+at all.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from codedeploy_agent.protocol.topics import (
     DEFAULT_TOPIC_ROOT,
     TopicKind,
     parse_any_thing,
+    resolve_events_root,
     validate_deployment_id,
     validate_thing_name,
     validate_topic_root,
@@ -55,6 +58,9 @@ class MqttSettings:
 
     endpoint: str
     topic_root: str = DEFAULT_TOPIC_ROOT
+    #: Where the agents publish their log lines; None: derived from `topic_root` the way the
+    #: agents derive it (`codedeploy/things` when the topic root is an AWS IoT `$aws/...` one).
+    events_topic_root: str | None = None
     username: str | None = None
     password: str | None = None
     ca_file: str | None = None
@@ -161,7 +167,12 @@ async def follow_logs(
 ) -> int:
     """The body of `logs --follow` (subscribe first, so no line falls between tails and live)."""
     host, port, tls = mqtt.address()
-    root = _checked(validate_topic_root, mqtt.topic_root, "--topic-root")
+    jobs_root = _checked(validate_topic_root, mqtt.topic_root, "--topic-root")
+    root = _checked(
+        lambda value: resolve_events_root(jobs_root, value or None),
+        mqtt.events_topic_root or "",
+        "--events-topic-root",
+    )
     _checked(validate_deployment_id, deployment_id, "DEPLOYMENT_ID")
     thing = _checked(validate_thing_name, instance, "--instance") if instance else "+"
     client = aiomqtt.Client(
@@ -181,7 +192,9 @@ async def follow_logs(
                 output.note(f"Deployment {deployment_id} {snapshot.deployment.status}")
                 return 0
             output.note(f"Following live script output of {deployment_id} (Ctrl-C to stop)")
-            printer = asyncio.create_task(_print_lines(client, root, deployment_id, output))
+            printer = asyncio.create_task(
+                _print_lines(client, jobs_root, root, deployment_id, output)
+            )
             try:
                 status = await _wait_for_end(api, deployment_id, poll_interval)
                 await asyncio.sleep(drain)
@@ -206,11 +219,11 @@ def _checked(check: Callable[[str], str], value: str, option: str) -> str:
 
 
 async def _print_lines(
-    client: aiomqtt.Client, root: str, deployment_id: str, output: Output
+    client: aiomqtt.Client, jobs_root: str, events_root: str, deployment_id: str, output: Output
 ) -> None:
     async for message in client.messages:
         try:
-            parsed = parse_any_thing(root, message.topic.value)
+            parsed = parse_any_thing(jobs_root, message.topic.value, events_root=events_root)
         except ProtocolError:
             continue
         if parsed.kind is not TopicKind.LOGS or parsed.deployment_id != deployment_id:

@@ -46,12 +46,12 @@ _EPILOG: Final = (
 )
 
 _LOGS_EPILOG: Final = (
-    "Without --follow, the log tails come from the API (the last 4 KB of each lifecycle "
-    "event's script output, as the agents report them). --follow also subscribes to the live "
-    "log topic the agents publish on ({topic_root}/{instance}/logs/{deployment id}): it needs "
-    "network access to the MQTT broker the agents use, and a login the broker accepts "
-    "(--mqtt-username/--mqtt-password, or a client certificate for mqtts://). Live lines are "
-    "best effort (QoS 0)."
+    "Without --follow, the log tails come from the API (the last 1,024 characters of each "
+    "lifecycle event's script output, as the agents report them). --follow also subscribes to "
+    "the live log topic the agents publish on ({events_topic_root}/{instance}/logs/{deployment "
+    "id}): it needs network access to the MQTT broker the agents use, and a login the broker "
+    "accepts (--mqtt-username/--mqtt-password, or a client certificate for mqtts://). Live "
+    "lines are best effort (QoS 0)."
 )
 
 Command = Callable[[argparse.Namespace, Clients, Output], int]
@@ -229,6 +229,11 @@ def _logs_arguments(logs: argparse.ArgumentParser) -> None:
         help=f"the agents' MQTT topic root (default: {DEFAULT_TOPIC_ROOT})",
     )
     logs.add_argument(
+        "--events-topic-root",
+        help="the agents' mqtt.events_topic_root, where they publish log lines (default: the "
+        "topic root, or codedeploy/things when it is an AWS IoT $aws/... root)",
+    )
+    logs.add_argument(
         "--poll-interval",
         type=_positive,
         default=POLL_INTERVAL,
@@ -312,6 +317,7 @@ def _logs(args: argparse.Namespace, clients: Clients, output: Output) -> int:
     mqtt = MqttSettings(
         endpoint=endpoint,
         topic_root=args.topic_root,
+        events_topic_root=args.events_topic_root,
         username=args.mqtt_username or os.environ.get("CODEDEPLOY_MQTT_USERNAME"),
         password=args.mqtt_password or os.environ.get("CODEDEPLOY_MQTT_PASSWORD"),
         ca_file=args.mqtt_ca_file,

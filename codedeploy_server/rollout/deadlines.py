@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from codedeploy_agent.protocol.messages import JobStatus
+from codedeploy_agent.protocol.topics import default_events_root
 from codedeploy_server.jobs.state import PresenceInfo
 from codedeploy_server.rollout.events import TargetStatus, execution_status
 from codedeploy_server.rollout.records import DeploymentRecord
@@ -31,10 +32,17 @@ def overdue(record: DeploymentRecord, now: float, deadline_seconds: float) -> li
 
 
 def offline_message(
-    thing: str, info: PresenceInfo | None, *, deadline_seconds: float, topic_root: str
+    thing: str,
+    info: PresenceInfo | None,
+    *,
+    deadline_seconds: float,
+    topic_root: str,
+    events_root: str | None = None,
 ) -> str:
     """Why the agent on `thing` did not start its job, and how to check (UnknownError
-    diagnostics of the instance's first lifecycle event)."""
+    diagnostics of the instance's first lifecycle event). The presence topic named is under
+    `events_root` (None: its default for `topic_root`, `codedeploy/things` for `$aws/things`)."""
+    presence = f"{events_root or default_events_root(topic_root)}/{thing}/presence"
     seconds = f"{deadline_seconds:g}"
     check = (
         "Check the agent: run `codedeploy-agent status` (or `systemctl status "
@@ -44,7 +52,7 @@ def offline_message(
     if info is None:
         return (
             f"The agent on {thing} did not start the deployment within {seconds} seconds and "
-            f"has never reported its presence (no message on {topic_root}/{thing}/presence): "
+            f"has never reported its presence (no message on {presence}): "
             f"it is not installed, not running, or cannot reach the broker. {check}"
         )
     since = rfc3339(info.updated_at)

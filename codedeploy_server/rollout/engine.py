@@ -588,6 +588,7 @@ class RolloutEngine:
                 await self.jobs.presence(thing),
                 deadline_seconds=self.pickup_deadline_seconds,
                 topic_root=self.jobs.topic_root,
+                events_root=self.jobs.events_root,
             )
         return failures
 

@@ -73,6 +73,7 @@ USED_KEYS: list[tuple[str, str, object, dict[str, str]]] = [
     ("mqtt.endpoint", "mqtts://broker.example:8883", "mqtts://broker.example:8883", {}),
     ("mqtt.thing_name", "web-1.prod:a_b", "web-1.prod:a_b", {}),
     ("mqtt.topic_root", "fleet/things", "fleet/things", {}),
+    ("mqtt.events_topic_root", "fleet/events", "fleet/events", {}),
     ("mqtt.protocol", "3.1.1", "3.1.1", {}),
     ("mqtt.ca_file", "/etc/ca.pem", Path("/etc/ca.pem"), {"endpoint": "mqtts://b"}),
     (

@@ -1,4 +1,5 @@
-"""Topic names of PROTOCOL.md: building, subscription filters and parsing."""
+"""Topic names of PROTOCOL.md: building, subscription filters and parsing; the events root of
+presence and logs (topics.py, "Topics under AWS IoT Core")."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from codedeploy_agent.protocol.topics import (
     JobsTopics,
     ParsedTopic,
     TopicKind,
+    default_events_root,
     parse_any_thing,
+    resolve_events_root,
     server_filters,
     validate_deployment_id,
+    validate_events_root,
     validate_job_id,
     validate_thing_name,
     validate_topic_root,
@@ -75,14 +79,41 @@ def test_agent_filters_are_the_minimal_set(topics: JobsTopics) -> None:
 
 def test_server_filters_cover_every_thing() -> None:
     """The control plane subscribes to every thing's requests, presence and logs."""
-    assert server_filters("$aws/things") == (
+    assert server_filters(ROOT) == (
+        "codedeploy/things/+/jobs/start-next",
+        "codedeploy/things/+/jobs/get",
+        "codedeploy/things/+/jobs/+/get",
+        "codedeploy/things/+/jobs/+/update",
+        "codedeploy/things/+/presence",
+        "codedeploy/things/+/logs/+",
+    )
+
+
+def test_server_filters_put_presence_and_logs_under_the_events_root() -> None:
+    """Under `$aws/things` the requests stay reserved topics; presence and logs default to
+    `codedeploy/things`, or go under an explicit events root."""
+    jobs = (
         "$aws/things/+/jobs/start-next",
         "$aws/things/+/jobs/get",
         "$aws/things/+/jobs/+/get",
         "$aws/things/+/jobs/+/update",
-        "$aws/things/+/presence",
-        "$aws/things/+/logs/+",
     )
+    assert server_filters("$aws/things") == (
+        *jobs,
+        "codedeploy/things/+/presence",
+        "codedeploy/things/+/logs/+",
+    )
+    assert server_filters("$aws/things", events_root="fleet/events") == (
+        *jobs,
+        "fleet/events/+/presence",
+        "fleet/events/+/logs/+",
+    )
+
+
+def test_server_filters_refuse_a_reserved_events_root() -> None:
+    """An explicit events root beginning with `$` is refused, not subscribed to."""
+    with pytest.raises(ProtocolError, match=r"^Invalid events topic root '\$aws/events'"):
+        server_filters("$aws/things", events_root="$aws/events")
 
 
 @pytest.mark.parametrize(
@@ -246,3 +277,168 @@ def test_invalid_topic_roots_are_refused(root: str) -> None:
     """Topic roots with wildcards or empty levels raise ProtocolError."""
     with pytest.raises(ProtocolError, match="Invalid topic root"):
         validate_topic_root(root)
+
+
+# --- the events root ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("topic_root", "expected"),
+    [
+        ("codedeploy/things", "codedeploy/things"),
+        ("fleet/things", "fleet/things"),
+        ("$aws/things", "codedeploy/things"),
+        ("$share/x", "codedeploy/things"),
+        ("a$b", "a$b"),
+    ],
+)
+def test_events_root_default_rule(topic_root: str, expected: str) -> None:
+    """The events root is the topic root, unless that begins with `$`: then codedeploy/things."""
+    assert default_events_root(topic_root) == expected
+    assert resolve_events_root(topic_root) == expected
+    assert JobsTopics(topic_root, "web-1").events_root == expected
+
+
+def test_explicit_events_root_wins_over_the_default() -> None:
+    """A configured events root is used as given, whatever the topic root."""
+    assert resolve_events_root("$aws/things", "fleet/events") == "fleet/events"
+    assert resolve_events_root("codedeploy/things", "fleet/events") == "fleet/events"
+
+
+@pytest.mark.parametrize("root", ["$aws/things", "$SYS", "$share/g/x"])
+def test_events_root_beginning_with_dollar_is_refused(root: str) -> None:
+    """`$...` events roots are refused, with the reason and the plain root to use instead."""
+    with pytest.raises(ProtocolError) as info:
+        validate_events_root(root)
+    assert str(info.value) == (
+        f"Invalid events topic root {root!r}: it must not begin with '$'. Topics beginning "
+        "with '$' are reserved: AWS IoT Core disconnects a client that publishes to a reserved "
+        "topic it does not support, and many brokers refuse such publishes, while the agent "
+        "publishes its presence (also as its last will) and live logs there. Use a plain root "
+        "such as 'codedeploy/things'"
+    )
+    with pytest.raises(ProtocolError, match="must not begin with"):
+        JobsTopics("$aws/things", "web-1", events_root=root)
+
+
+@pytest.mark.parametrize("root", ["", "/x", "x/", "a//b", "a/+", "a/#"])
+def test_events_root_follows_the_topic_root_rules(root: str) -> None:
+    """An events root with wildcards or empty levels is refused like a topic root."""
+    with pytest.raises(ProtocolError, match="Invalid topic root"):
+        validate_events_root(root)
+
+
+def test_aws_topic_root_keeps_presence_and_logs_out_of_reserved_topics() -> None:
+    """With `$aws/things`, Jobs topics are reserved ones and presence/logs are not."""
+    topics = JobsTopics("$aws/things", "web-1")
+    assert topics.start_next == "$aws/things/web-1/jobs/start-next"
+    assert topics.update("j1") == "$aws/things/web-1/jobs/j1/update"
+    assert topics.presence == "codedeploy/things/web-1/presence"
+    assert topics.logs("d-ABC") == "codedeploy/things/web-1/logs/d-ABC"
+    assert all(f.startswith("$aws/things/web-1/jobs/") for f in topics.agent_filters)
+    assert repr(topics) == ("JobsTopics('$aws/things', 'web-1', events_root='codedeploy/things')")
+
+
+def test_explicit_events_root_builds_presence_and_logs() -> None:
+    """A configured events root is where presence and logs go; Jobs topics do not move."""
+    topics = JobsTopics("codedeploy/things", "web-1", events_root="fleet/events")
+    assert topics.presence == "fleet/events/web-1/presence"
+    assert topics.logs("d-1") == "fleet/events/web-1/logs/d-1"
+    assert topics.notify == "codedeploy/things/web-1/jobs/notify"
+
+
+@pytest.fixture
+def aws_topics() -> JobsTopics:
+    """Topics of `web-1` against AWS IoT Core (events root by default)."""
+    return JobsTopics("$aws/things", "web-1")
+
+
+@pytest.mark.parametrize(
+    ("topic", "expected"),
+    [
+        ("codedeploy/things/web-1/presence", ParsedTopic("web-1", TopicKind.PRESENCE)),
+        (
+            "codedeploy/things/web-1/logs/d-1",
+            ParsedTopic("web-1", TopicKind.LOGS, deployment_id="d-1"),
+        ),
+        ("$aws/things/web-1/jobs/notify-next", ParsedTopic("web-1", TopicKind.NOTIFY_NEXT)),
+        (
+            "$aws/things/web-1/jobs/j1/update/accepted",
+            ParsedTopic("web-1", TopicKind.UPDATE_ACCEPTED, "j1"),
+        ),
+        (
+            "$aws/things/web-1/jobs/$next/get/accepted",
+            ParsedTopic("web-1", TopicKind.DESCRIBE_ACCEPTED, "$next"),
+        ),
+    ],
+)
+def test_parse_topic_under_two_roots(
+    aws_topics: JobsTopics, topic: str, expected: ParsedTopic
+) -> None:
+    """Presence and logs parse under the events root, Jobs topics under `$aws/things`."""
+    assert aws_topics.parse_topic(topic) == expected
+    assert parse_any_thing("$aws/things", topic) == expected
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "$aws/things/web-1/presence",
+        "$aws/things/web-1/logs/d-1",
+        "codedeploy/things/web-1/jobs/notify",
+        "codedeploy/things/web-1/jobs/j1/update/accepted",
+    ],
+)
+def test_each_root_carries_only_its_own_topics(aws_topics: JobsTopics, topic: str) -> None:
+    """Presence under the Jobs root, or Jobs topics under the events root, are refused."""
+    with pytest.raises(ProtocolError) as info:
+        aws_topics.parse_topic(topic)
+    assert str(info.value) == f"Topic {topic!r} is not a topic of the jobs protocol"
+
+
+def test_parse_topic_under_two_roots_refuses_another_thing(aws_topics: JobsTopics) -> None:
+    """The agent still refuses another thing's presence topic under the events root."""
+    with pytest.raises(ProtocolError) as info:
+        aws_topics.parse_topic("codedeploy/things/web-2/presence")
+    assert str(info.value) == (
+        "Topic 'codedeploy/things/web-2/presence' is for thing 'web-2', not for this agent "
+        "('web-1'); ignoring it"
+    )
+
+
+def test_parse_under_two_roots_refuses_an_invalid_thing() -> None:
+    """A thing level that is not a valid thing name is refused under the events root too."""
+    with pytest.raises(ProtocolError) as info:
+        parse_any_thing("$aws/things", "codedeploy/things/bad thing/presence")
+    assert str(info.value) == (
+        "Topic 'codedeploy/things/bad thing/presence' does not name a valid thing ('bad thing')"
+    )
+
+
+def test_parse_outside_both_roots_names_both() -> None:
+    """A topic under neither root is refused with both roots in the message."""
+    with pytest.raises(ProtocolError) as info:
+        parse_any_thing("$aws/things", "other/web-1/presence")
+    assert str(info.value) == (
+        "Topic 'other/web-1/presence' is not under the topic root '$aws/things' or the events "
+        "root 'codedeploy/things'"
+    )
+
+
+def test_parse_any_thing_with_an_explicit_events_root() -> None:
+    """The server-side parser reads presence under the configured events root, not the default."""
+    parsed = parse_any_thing("$aws/things", "fleet/events/h1/presence", events_root="fleet/events")
+    assert parsed == ParsedTopic("h1", TopicKind.PRESENCE)
+    with pytest.raises(ProtocolError, match="is not under the topic root"):
+        parse_any_thing("$aws/things", "codedeploy/things/h1/presence", events_root="fleet/events")
+
+
+def test_nested_events_root_parses_both_kinds() -> None:
+    """An events root inside the topic root still parses each topic to the right kind."""
+    topics = JobsTopics("fleet", "web-1", events_root="fleet/events")
+    assert topics.parse_topic("fleet/events/web-1/presence") == ParsedTopic(
+        "web-1", TopicKind.PRESENCE
+    )
+    assert topics.parse_topic("fleet/web-1/jobs/notify") == ParsedTopic("web-1", TopicKind.NOTIFY)
+    with pytest.raises(ProtocolError, match="is not a topic of the jobs protocol"):
+        topics.parse_topic("fleet/web-1/presence")

@@ -166,6 +166,35 @@ async def test_follow_prints_live_lines_until_the_deployment_ends(
 
 @pytest.mark.broker
 @pytest.mark.asyncio
+async def test_follow_with_an_aws_iot_topic_root_reads_the_events_root(
+    mosquitto: MosquittoBroker,
+) -> None:
+    """With `--topic-root $aws/things` the lines come from `codedeploy/things/...`, where agents
+    publish them under AWS IoT Core (never under the reserved `$aws`)."""
+    api = LiveApi()
+    out, err = io.StringIO(), io.StringIO()
+    follow = asyncio.create_task(
+        follow_logs(
+            cast(CodeDeployApi, api),
+            DEPLOYMENT,
+            Output(out, err),
+            MqttSettings(mosquitto.endpoint, topic_root="$aws/things"),
+            poll_interval=0.05,
+            drain=0.3,
+        )
+    )
+    await _wait_for(lambda: "Following" in err.getvalue() or follow.done())
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="agent-test") as agent:
+        await agent.publish(f"$aws/things/host-1/logs/{DEPLOYMENT}", b"[stdout]reserved", qos=0)
+        await agent.publish(f"codedeploy/things/host-1/logs/{DEPLOYMENT}", b"[stdout]ok", qos=0)
+        await _wait_for(lambda: "ok" in out.getvalue())
+    api.finish()
+    assert await asyncio.wait_for(follow, 10) == 0
+    assert out.getvalue() == "host-1 [stdout]ok\n"
+
+
+@pytest.mark.broker
+@pytest.mark.asyncio
 async def test_follow_of_one_instance_subscribes_to_its_topic_only(
     mosquitto: MosquittoBroker,
 ) -> None:
