@@ -7,6 +7,8 @@ import logging
 import os
 import re
 import stat
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -237,3 +239,18 @@ def test_merge_context_renames_event_and_puts_context_first() -> None:
         ("event", "msg"),
         ("x", 1),
     ]
+
+
+def test_the_daemon_does_not_load_rich_but_a_later_import_still_works() -> None:
+    """Importing the daemon leaves rich (10 MB) unloaded, and does not stop a program that
+    wants it (the `codedeploy` CLI) from importing it afterwards."""
+    code = (
+        "import sys, codedeploy_agent.daemon.service\n"
+        "print('rich' in sys.modules)\n"
+        "import rich.console\n"
+        "print('rich' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["False", "True"]

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3  # type: ignore[import-untyped,unused-ignore]
 import pytest
 import structlog
 from moto.server import ThreadedMotoServer
@@ -55,6 +56,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
+    # boto3's default session keeps the credentials it first resolved: a session made by an
+    # earlier test (with other keys in the environment) would sign these tests' requests.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
 
 
 @pytest.fixture
