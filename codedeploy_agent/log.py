@@ -29,21 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
-# structlog's console module imports rich (and with it pygments) whenever they happen to be
-# installed: about 10 MB of resident memory in a daemon that renders its own lines. Marking them
-# absent while structlog is imported (unless something imported them already) keeps the agent
-# small on any host; the marks are removed afterwards, so a program that does use rich (the
-# `codedeploy` CLI) can still import it after this module.
-_BLOCKED = [name for name in ("rich", "better_exceptions") if name not in sys.modules]
-for _optional in _BLOCKED:
-    sys.modules[_optional] = None  # type: ignore[assignment]
-try:
-    import structlog
-finally:
-    for _optional in _BLOCKED:
-        if sys.modules.get(_optional, 0) is None:
-            del sys.modules[_optional]
-from structlog.typing import (  # noqa: E402
+import structlog  # rich stays unloaded: see codedeploy_agent/__init__.py
+from structlog.typing import (
     EventDict,
     FilteringBoundLogger,
     Processor,
