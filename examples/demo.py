@@ -288,6 +288,32 @@ def deployed_location(pushed: str) -> str:
     return match.group(1)
 
 
+def push_and_deploy(demo: Demo, source: Path, description: str, *, check: bool = True) -> None:
+    """`codedeploy push` the folder, then `codedeploy deploy --wait` what it registered."""
+    pushed = demo.codedeploy(
+        "push",
+        "--application-name",
+        APPLICATION,
+        "--source",
+        str(source),
+        "--description",
+        description,
+    )
+    demo.codedeploy(
+        "deploy",
+        "--application-name",
+        APPLICATION,
+        "--deployment-group-name",
+        GROUP,
+        "--s3-location",
+        deployed_location(pushed),
+        "--description",
+        description,
+        "--wait",
+        check=check,
+    )
+
+
 def show_apps(demo: Demo) -> None:
     for host in HOSTS:
         port = demo.app_ports[host]
@@ -337,56 +363,11 @@ def main() -> int:
             client = demo.register()
 
             step("2. push hello-app v1 and deploy it HalfAtATime")
-            v1 = deployed_location(
-                demo.codedeploy(
-                    "push",
-                    "--application-name",
-                    APPLICATION,
-                    "--source",
-                    str(revision(1)),
-                    "--description",
-                    "hello-app v1",
-                )
-            )
-            demo.codedeploy(
-                "deploy",
-                "--application-name",
-                APPLICATION,
-                "--deployment-group-name",
-                GROUP,
-                "--s3-location",
-                v1,
-                "--description",
-                "hello-app v1",
-                "--wait",
-            )
+            push_and_deploy(demo, revision(1), "hello-app v1")
             show_apps(demo)
 
             step("3. v2 fails ValidateService; the automatic rollback restores v1")
-            v2 = deployed_location(
-                demo.codedeploy(
-                    "push",
-                    "--application-name",
-                    APPLICATION,
-                    "--source",
-                    str(revision(2, broken=True)),
-                    "--description",
-                    "hello-app v2 (broken)",
-                )
-            )
-            demo.codedeploy(
-                "deploy",
-                "--application-name",
-                APPLICATION,
-                "--deployment-group-name",
-                GROUP,
-                "--s3-location",
-                v2,
-                "--description",
-                "hello-app v2 (broken)",
-                "--wait",
-                check=False,
-            )
+            push_and_deploy(demo, revision(2, broken=True), "hello-app v2 (broken)", check=False)
             show_apps(demo)
 
             step("4. where things are")
