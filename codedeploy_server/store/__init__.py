@@ -4,6 +4,8 @@ several servers against one database. Same SQL for both (a portable subset, `?` 
     store = await open_store("/var/lib/codedeploy-server/state.db")   # or "postgresql://..."
     async with store.transaction() as tx:
         row = await tx.fetchone("SELECT doc FROM applications WHERE name = ?", (name,))
+    async with store.snapshot() as tx:   # read-only: one consistent state, never waits for writers
+        rows = await tx.fetchall("SELECT name FROM applications")
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ Dialect = Literal["sqlite", "postgresql"]
 
 
 class Tx(Protocol):
-    """One transaction: committed when the `transaction()` block ends, rolled back on error."""
+    """One transaction: committed when the `transaction()` block ends, rolled back on error
+    (a `snapshot()` block's transaction only reads: its writes fail)."""
 
     @property
     def dialect(self) -> Dialect:
@@ -51,6 +52,12 @@ class Store(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """Begin a transaction (serialised writers on SQLite; READ COMMITTED on PostgreSQL)."""
+
+    def snapshot(self) -> AbstractAsyncContextManager[Tx]:
+        """Begin a read-only transaction: every read in it sees one consistent, committed state
+        of the database (as of its first read), and it does not wait for write transactions
+        (SQLite: a reader connection under WAL; PostgreSQL: READ ONLY, REPEATABLE READ). For
+        operations that only read; writing in one is a programming error (StoreError)."""
 
     async def close(self) -> None:
         """Close every connection."""

@@ -117,6 +117,20 @@ class PostgresStore:
         async with self._pool.connection() as conn, conn.transaction():
             yield PostgresTx(conn)
 
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[PostgresTx]:
+        """A READ ONLY, REPEATABLE READ transaction on a pooled connection: every read sees the
+        database as committed when the first one ran (other servers' writes included), without
+        waiting for row locks; a write fails with StoreError."""
+        if self._pool is None:
+            raise StoreError("The database is closed")
+        async with self._pool.connection() as conn, conn.transaction():
+            tx = PostgresTx(conn)
+            # Must be the transaction's first statement; it applies to this transaction only,
+            # so the pooled connection goes back to the pool with its defaults.
+            await tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield tx
+
     async def close(self) -> None:
         """Close the pool."""
         pool, self._pool = self._pool, None

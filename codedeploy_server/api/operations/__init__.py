@@ -1,4 +1,10 @@
-"""Every CodeDeploy operation the API answers, by name (one module per area)."""
+"""Every CodeDeploy operation the API answers, by name (one module per area).
+
+Operations that only read (Get*, BatchGet*, List*, and the refusals that only check a
+deployment exists) run in `store.snapshot()`: a read-only transaction that sees the last
+committed state and never queues behind the rollout engine's or the Jobs service's writes.
+Every operation that writes (or asks the rollout engine to) uses `store.transaction()`.
+"""
 
 from __future__ import annotations
 

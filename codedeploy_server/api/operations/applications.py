@@ -67,14 +67,14 @@ async def create_application(ctx: ApiContext, params: Params) -> Result:
 
 async def get_application(ctx: ApiContext, params: Params) -> Result:
     """GetApplication."""
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         doc = await queries.application(tx, params["applicationName"])
     return {"application": doc}
 
 
 async def list_applications(ctx: ApiContext, params: Params) -> Result:
     """ListApplications: names in alphabetical order, 100 a page."""
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         rows = await tx.fetchall("SELECT name FROM applications ORDER BY name")
     page, token = paginate(
         [row["name"] for row in rows], params.get("nextToken"), listing="ListApplications"
@@ -90,7 +90,7 @@ async def batch_get_applications(ctx: ApiContext, params: Params) -> Result:
             f"The maximum number of names or IDs allowed for this request ({MAX_BATCH}) was "
             f"exceeded: {len(names)} given."
         )
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         infos = [await queries.application(tx, name) for name in dict.fromkeys(names)]
     return {"applicationsInfo": infos}
 

@@ -89,14 +89,14 @@ async def create_deployment_config(ctx: ApiContext, params: Params) -> Result:
 
 async def get_deployment_config(ctx: ApiContext, params: Params) -> Result:
     """GetDeploymentConfig."""
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         doc = await queries.existing_config(tx, params["deploymentConfigName"])
     return {"deploymentConfigInfo": doc}
 
 
 async def list_deployment_configs(ctx: ApiContext, params: Params) -> Result:
     """ListDeploymentConfigs: the predefined configs and the custom ones, by name."""
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         rows = await tx.fetchall("SELECT name FROM deployment_configs")
     names = sorted({*BUILTIN_CONFIGS, *(row["name"] for row in rows)})
     page, token = paginate(names, params.get("nextToken"), listing="ListDeploymentConfigs")

@@ -247,7 +247,7 @@ async def _instance_arns(tx: Tx, names: list[str]) -> dict[str, str]:
 
 async def get_deployment(ctx: ApiContext, params: Params) -> Result:
     """GetDeployment."""
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         doc = await queries.deployment(tx, params["deploymentId"])
     return {"deploymentInfo": doc}
 
@@ -262,7 +262,7 @@ async def batch_get_deployments(ctx: ApiContext, params: Params) -> Result:
         )
     if not ids:
         return {"deploymentsInfo": []}
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         rows = await tx.fetchall(
             "SELECT deployment_id, doc FROM deployments WHERE deployment_id IN "  # noqa: S608 - placeholders/constants only
             f"({queries.marks(len(ids))})",
@@ -288,7 +288,7 @@ async def list_deployments(ctx: ApiContext, params: Params) -> Result:
         )
     statuses: list[str] = params.get("includeOnlyStatuses") or []
     clauses, values = [], []
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         if application_name:
             await queries.application(tx, application_name)
             clauses.append("application_name = ?")

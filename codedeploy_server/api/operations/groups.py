@@ -224,7 +224,7 @@ async def create_deployment_group(ctx: ApiContext, params: Params) -> Result:
 
 async def get_deployment_group(ctx: ApiContext, params: Params) -> Result:
     """GetDeploymentGroup."""
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.application(tx, params["applicationName"])
         doc = await queries.group(tx, params["applicationName"], params["deploymentGroupName"])
         view = await queries.group_view(tx, doc)
@@ -234,7 +234,7 @@ async def get_deployment_group(ctx: ApiContext, params: Params) -> Result:
 async def list_deployment_groups(ctx: ApiContext, params: Params) -> Result:
     """ListDeploymentGroups: names in alphabetical order."""
     application_name: str = params["applicationName"]
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.application(tx, application_name)
         rows = await tx.fetchall(
             "SELECT name FROM deployment_groups WHERE application_name = ? ORDER BY name",
@@ -259,7 +259,7 @@ async def batch_get_deployment_groups(ctx: ApiContext, params: Params) -> Result
         )
     found: list[dict[str, Any]] = []
     missing: list[str] = []
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.application(tx, application_name)
         for name in dict.fromkeys(names):
             try:

@@ -154,7 +154,7 @@ async def _infos(tx: Tx, names: list[str] | None) -> list[dict[str, Any]]:
 async def get_on_premises_instance(ctx: ApiContext, params: Params) -> Result:
     """GetOnPremisesInstance (a deregistered instance shows its deregisterTime)."""
     name = check_instance_name(params["instanceName"])
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         infos = await _infos(tx, [name])
     if not infos:
         raise e.InstanceNotRegisteredException(
@@ -172,7 +172,7 @@ async def batch_get_on_premises_instances(ctx: ApiContext, params: Params) -> Re
             f"The maximum number of names or IDs allowed for this request ({MAX_BATCH}) was "
             f"exceeded: {len(names)} given."
         )
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         infos = await _infos(tx, names)
     return {"instanceInfos": infos}
 
@@ -183,7 +183,7 @@ async def list_on_premises_instances(ctx: ApiContext, params: Params) -> Result:
     filters = decode_filters(
         params.get("tagFilters", []), e.InvalidTagFilterException, "tagFilters"
     )
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         rows = await tx.fetchall("SELECT name, registered FROM instances ORDER BY name")
         tags = await queries.instance_tags(tx) if filters else {}
     names = [

@@ -92,7 +92,7 @@ async def get_application_revision(ctx: ApiContext, params: Params) -> Result:
     """GetApplicationRevision."""
     application: str = params["applicationName"]
     location = normalise(params["revision"])
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.application(tx, application)
         row = await tx.fetchone(
             "SELECT doc FROM revisions WHERE application_name = ? AND revision_key = ?",
@@ -132,7 +132,7 @@ async def list_application_revisions(ctx: ApiContext, params: Params) -> Result:
             "A bucket name is required, but was not provided: s3KeyPrefix needs s3Bucket."
         )
     deployed = params.get("deployed", "ignore")
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.application(tx, application)
         rows = await tx.fetchall(
             "SELECT revision_key, doc FROM revisions WHERE application_name = ?", (application,)
@@ -178,7 +178,7 @@ async def batch_get_application_revisions(ctx: ApiContext, params: Params) -> Re
     locations = [normalise(revision) for revision in revisions]
     found: list[dict[str, Any]] = []
     missing: list[str] = []
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.application(tx, application)
         for location in locations:
             row = await tx.fetchone(

@@ -138,7 +138,7 @@ async def untag_resource(ctx: ApiContext, params: Params) -> Result:
 async def list_tags_for_resource(ctx: ApiContext, params: Params) -> Result:
     """ListTagsForResource: every tag (one page: a resource has at most 50)."""
     resource = parse_arn(ctx, params["ResourceArn"])
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         if resource.group is None:
             doc = await queries.application(tx, resource.application)
         else:

@@ -77,7 +77,7 @@ async def _listed(
             f"Deployment {deployment_id} is an in-place deployment: its instances have no "
             "Blue/Green label to filter by."
         )
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.deployment(tx, deployment_id)
         rows = await tx.fetchall(
             "SELECT target_id, status FROM deployment_targets WHERE deployment_id = ? "
@@ -107,7 +107,7 @@ async def list_deployment_targets(ctx: ApiContext, params: Params) -> Result:
 async def get_deployment_target(ctx: ApiContext, params: Params) -> Result:
     """GetDeploymentTarget."""
     deployment_id, target_id = params["deploymentId"], params["targetId"]
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.deployment(tx, deployment_id)
         docs = await _target_docs(tx, deployment_id, [target_id])
     if target_id not in docs:
@@ -126,7 +126,7 @@ async def batch_get_deployment_targets(ctx: ApiContext, params: Params) -> Resul
         raise e.DeploymentTargetListSizeExceededException(
             f"BatchGetDeploymentTargets accepts at most {MAX_BATCH} target IDs; {len(ids)} given."
         )
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.deployment(tx, deployment_id)
         docs = await _target_docs(tx, deployment_id, ids)
     missing = [target for target in ids if target not in docs]
@@ -141,7 +141,7 @@ async def batch_get_deployment_targets(ctx: ApiContext, params: Params) -> Resul
 async def get_deployment_instance(ctx: ApiContext, params: Params) -> Result:
     """GetDeploymentInstance (deprecated; GetDeploymentTarget's data)."""
     deployment_id, instance_id = params["deploymentId"], params["instanceId"]
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.deployment(tx, deployment_id)
         docs = await _target_docs(tx, deployment_id, [instance_id])
     if instance_id not in docs:
@@ -172,7 +172,7 @@ async def batch_get_deployment_instances(ctx: ApiContext, params: Params) -> Res
             f"The maximum number of instance IDs allowed for this request ({MAX_BATCH}) was "
             f"exceeded: {len(ids)} given."
         )
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.deployment(tx, deployment_id)
         docs = await _target_docs(tx, deployment_id, ids)
     result: Result = {"instancesSummary": [_instance_summary(docs[i]) for i in ids if i in docs]}

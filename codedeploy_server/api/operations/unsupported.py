@@ -34,7 +34,7 @@ async def put_lifecycle_event_hook_execution_status(ctx: ApiContext, params: Par
     """PutLifecycleEventHookExecutionStatus: Lambda/ECS hooks only."""
     deployment_id = params.get("deploymentId")
     if deployment_id:
-        async with ctx.store.transaction() as tx:
+        async with ctx.store.snapshot() as tx:
             await queries.deployment(tx, deployment_id)
     raise e.UnsupportedActionForDeploymentTypeException(
         "Lifecycle hook execution statuses are reported by Lambda and Amazon ECS hook "
@@ -48,7 +48,7 @@ async def skip_wait_time_for_instance_termination(ctx: ApiContext, params: Param
     deployment_id = params.get("deploymentId")
     if not deployment_id:
         raise e.DeploymentIdRequiredException("At least one deployment ID must be specified.")
-    async with ctx.store.transaction() as tx:
+    async with ctx.store.snapshot() as tx:
         await queries.deployment(tx, deployment_id)
     raise e.UnsupportedActionForDeploymentTypeException(
         f"Deployment {deployment_id} is an in-place deployment: there are no original instances "
