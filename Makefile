@@ -38,8 +38,13 @@ demo: venv
 demo-local: venv
 	$(BIN)/python examples/demo_local.py
 
+# Every benchmark, each against its peer (a few minutes; run on a quiet machine).
 bench: venv
 	$(BIN)/python bench/local_deploy.py
+	$(BIN)/python bench/extract.py
+	$(BIN)/python bench/dispatch.py --jobs 30
+	$(BIN)/python bench/download.py
+	$(BIN)/python bench/fleet.py
 
 # dist/codedeploy-agent_<version>-<release>_<arch>.deb and dist/codedeploy-agent-<version>-<release>.<arch>.rpm
 # (packaging/build.py; RELEASE=2 numbers a rebuild of the same version, an upgrade for apt/dnf).
