@@ -66,7 +66,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -79,6 +79,7 @@ from codedeploy_server.api.errors import (
     DeploymentDoesNotExistException,
     UnsupportedActionForDeploymentTypeException,
 )
+from codedeploy_server.jobs.serial import KeyedLocks
 from codedeploy_server.jobs.service import JobsError, JobsService
 from codedeploy_server.revisions import Resolver, RevisionError
 from codedeploy_server.rollout import deadlines, records, transitions
@@ -170,7 +171,8 @@ class RolloutEngine:
         self._clock = clock
         self._changes: asyncio.Queue[Change | None] = asyncio.Queue()
         self._stopping = asyncio.Event()
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+        #: This process works on one deployment at a time (the row lock covers other servers).
+        self._locks = KeyedLocks()
         #: Deployments whose in-flight executions this process has re-read since it owns them.
         self._reconciled: set[str] = set()
         #: Ended deployments whose cancellations could not be sent yet (retried every tick).
@@ -228,7 +230,7 @@ class RolloutEngine:
 
     async def _start_claimed(self, deployment_id: str) -> None:
         try:
-            async with self._locked(deployment_id):
+            async with self._locks.hold(deployment_id):
                 await self._begin(deployment_id)
         except Exception:
             # Still Created and ours: the next tick tries again.
@@ -236,7 +238,7 @@ class RolloutEngine:
 
     async def stop_deployment(self, deployment_id: str, auto_rollback_enabled: bool | None) -> str:
         """StopDeployment (module docstring): `Succeeded` or `Pending`."""
-        async with self._locked(deployment_id):
+        async with self._locks.hold(deployment_id):
             now = self._clock()
             effects = Effects()
             async with self.store.transaction() as tx:
@@ -303,7 +305,7 @@ class RolloutEngine:
                     grouped.setdefault(change.job_id, []).append(change)
             for deployment_id, changes in grouped.items():
                 try:
-                    async with self._locked(deployment_id):
+                    async with self._locks.hold(deployment_id):
                         await self._advance(deployment_id, changes)
                 except Exception:
                     # The change is in the Jobs service's rows: re-read them on the next tick.
@@ -341,7 +343,7 @@ class RolloutEngine:
                 (self.server_id,),
             )
         for deployment_id in sorted(self._unsent):
-            async with self._locked(deployment_id):
+            async with self._locks.hold(deployment_id):
                 await self._cancel(deployment_id)
         ids = [row["deployment_id"] for row in owned]
         for row in orphans:
@@ -351,28 +353,12 @@ class RolloutEngine:
                 ids.append(deployment_id)
         for deployment_id in ids:
             try:
-                async with self._locked(deployment_id):
+                async with self._locks.hold(deployment_id):
                     await self._service(deployment_id)
             except Exception:
                 log.exception("driving the deployment failed", deployment_id=deployment_id)
 
     # --- ownership ----------------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _locked(self, deployment_id: str) -> AsyncIterator[None]:
-        """This process works on one deployment at a time (the row lock covers other servers)."""
-        entry = self._locks.get(deployment_id)
-        if entry is None:
-            entry = self._locks[deployment_id] = (asyncio.Lock(), [0])
-        lock, users = entry
-        users[0] += 1
-        try:
-            async with lock:
-                yield
-        finally:
-            users[0] -= 1
-            if users[0] == 0:
-                del self._locks[deployment_id]
 
     async def _claim(self, deployment_id: str) -> bool:
         """Take the deployment's lease unless another server holds a live one."""
