@@ -341,12 +341,20 @@ def summary(demo: Demo, client: Any, started: float) -> bool:
 
 @contextmanager
 def interrupts_stop(demo: Demo) -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C; everything started is stopped either way."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    """Ctrl-C (SIGINT) and SIGTERM stop the demo; everything started is stopped either way.
+
+    SIGINT gets Python's handler explicitly: a program started in the background by a shell
+    without job control (CI scripts, `cmd &`) inherits SIGINT ignored, and Python then leaves it
+    ignored, so Ctrl-C-by-signal would do nothing."""
+    previous = {
+        sig: signal.signal(sig, signal.default_int_handler)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         demo.stop_all()
 
 

@@ -83,6 +83,9 @@ def test_reference_revision_deploys_as_its_comments_say(workdir: Path) -> None:
     shutil.copytree(REFERENCE, bundle)
     for path in [bundle / "appspec.yml", *sorted((bundle / "scripts").iterdir())]:
         path.write_text(path.read_text().replace(PREFIX, str(app)))
+    # git keeps no modes but the executable bit: give the page the appspec leaves alone a mode
+    # of its own, to see that the `except` kept it.
+    (bundle / "site" / "private.html").chmod(0o640)
     config = workdir / "codedeployagent.yml"
     config.write_text(
         f":root_dir: '{workdir / 'deployment-root'}'\n:log_dir: '{workdir / 'logs'}'\n"
@@ -97,7 +100,7 @@ def test_reference_revision_deploys_as_its_comments_say(workdir: Path) -> None:
 
     www = app / "www"
     assert stat.S_IMODE((www / "index.html").stat().st_mode) == 0o644
-    assert stat.S_IMODE((www / "private.html").stat().st_mode) == 0o600  # the except
+    assert stat.S_IMODE((www / "private.html").stat().st_mode) == 0o640  # the except
     assert stat.S_IMODE((www / "static").stat().st_mode) == 0o755
     conf = app / "etc" / "app.conf"
     assert stat.S_IMODE(conf.stat().st_mode) & 0o777 == 0o640
