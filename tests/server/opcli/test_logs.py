@@ -130,12 +130,16 @@ async def _wait_for(predicate: Any, limit: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.broker
-@pytest.mark.asyncio
-async def test_follow_prints_live_lines_until_the_deployment_ends(
-    mosquitto: MosquittoBroker,
-) -> None:
-    """Lines published on the deployment's log topic print as `<instance> <line>`; others not."""
+async def _follow_while_publishing(
+    broker: MosquittoBroker,
+    settings: MqttSettings,
+    lines: list[tuple[str, bytes]],
+    last: str,
+    *,
+    instance: str | None = None,
+) -> tuple[str, str]:
+    """Run `logs --follow` against a deployment that ends once `last` has been printed, with
+    `lines` published (topic, payload) by a client standing in for the agents; (stdout, stderr)."""
     api = LiveApi()
     out, err = io.StringIO(), io.StringIO()
     follow = asyncio.create_task(
@@ -143,22 +147,41 @@ async def test_follow_prints_live_lines_until_the_deployment_ends(
             cast(CodeDeployApi, api),
             DEPLOYMENT,
             Output(out, err),
-            MqttSettings(mosquitto.endpoint),
+            settings,
+            instance=instance,
             poll_interval=0.05,
             drain=0.3,
         )
     )
     await _wait_for(lambda: "Following" in err.getvalue() or follow.done())
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="agent-test") as agent:
-        root = "codedeploy/things"
-        await agent.publish(f"{root}/host-1/logs/{DEPLOYMENT}", b"[stdout]one\n[stdout]two", qos=0)
-        await agent.publish(f"{root}/host-1/logs/d-OTHER0001", b"[stdout]elsewhere", qos=0)
-        await agent.publish(f"{root}/host-2/logs/{DEPLOYMENT}", b"[stderr]three", qos=0)
-        await _wait_for(lambda: "three" in out.getvalue())
+    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="agent-test") as agent:
+        for topic, payload in lines:
+            await agent.publish(topic, payload, qos=0)
+        await _wait_for(lambda: last in out.getvalue())
     api.finish()
     assert await asyncio.wait_for(follow, 10) == 0
-    assert out.getvalue() == "host-1 [stdout]one\nhost-1 [stdout]two\nhost-2 [stderr]three\n"
-    assert err.getvalue() == (
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.mark.broker
+@pytest.mark.asyncio
+async def test_follow_prints_live_lines_until_the_deployment_ends(
+    mosquitto: MosquittoBroker,
+) -> None:
+    """Lines published on the deployment's log topic print as `<instance> <line>`; others not."""
+    root = "codedeploy/things"
+    out, err = await _follow_while_publishing(
+        mosquitto,
+        MqttSettings(mosquitto.endpoint),
+        [
+            (f"{root}/host-1/logs/{DEPLOYMENT}", b"[stdout]one\n[stdout]two"),
+            (f"{root}/host-1/logs/d-OTHER0001", b"[stdout]elsewhere"),
+            (f"{root}/host-2/logs/{DEPLOYMENT}", b"[stderr]three"),
+        ],
+        "three",
+    )
+    assert out == "host-1 [stdout]one\nhost-1 [stdout]two\nhost-2 [stderr]three\n"
+    assert err == (
         "Following live script output of d-ABCDEFGH1 (Ctrl-C to stop)\n"
         "Deployment d-ABCDEFGH1 Succeeded\n"
     )
@@ -171,26 +194,16 @@ async def test_follow_with_an_aws_iot_topic_root_reads_the_events_root(
 ) -> None:
     """With `--topic-root $aws/things` the lines come from `codedeploy/things/...`, where agents
     publish them under AWS IoT Core (never under the reserved `$aws`)."""
-    api = LiveApi()
-    out, err = io.StringIO(), io.StringIO()
-    follow = asyncio.create_task(
-        follow_logs(
-            cast(CodeDeployApi, api),
-            DEPLOYMENT,
-            Output(out, err),
-            MqttSettings(mosquitto.endpoint, topic_root="$aws/things"),
-            poll_interval=0.05,
-            drain=0.3,
-        )
+    out, _ = await _follow_while_publishing(
+        mosquitto,
+        MqttSettings(mosquitto.endpoint, topic_root="$aws/things"),
+        [
+            (f"$aws/things/host-1/logs/{DEPLOYMENT}", b"[stdout]reserved"),
+            (f"codedeploy/things/host-1/logs/{DEPLOYMENT}", b"[stdout]ok"),
+        ],
+        "ok",
     )
-    await _wait_for(lambda: "Following" in err.getvalue() or follow.done())
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="agent-test") as agent:
-        await agent.publish(f"$aws/things/host-1/logs/{DEPLOYMENT}", b"[stdout]reserved", qos=0)
-        await agent.publish(f"codedeploy/things/host-1/logs/{DEPLOYMENT}", b"[stdout]ok", qos=0)
-        await _wait_for(lambda: "ok" in out.getvalue())
-    api.finish()
-    assert await asyncio.wait_for(follow, 10) == 0
-    assert out.getvalue() == "host-1 [stdout]ok\n"
+    assert out == "host-1 [stdout]ok\n"
 
 
 @pytest.mark.broker
@@ -199,27 +212,17 @@ async def test_follow_of_one_instance_subscribes_to_its_topic_only(
     mosquitto: MosquittoBroker,
 ) -> None:
     """With --instance, lines of other instances are not printed."""
-    api = LiveApi()
-    out, err = io.StringIO(), io.StringIO()
-    follow = asyncio.create_task(
-        follow_logs(
-            cast(CodeDeployApi, api),
-            DEPLOYMENT,
-            Output(out, err),
-            MqttSettings(mosquitto.endpoint),
-            instance="host-2",
-            poll_interval=0.05,
-            drain=0.3,
-        )
+    out, _ = await _follow_while_publishing(
+        mosquitto,
+        MqttSettings(mosquitto.endpoint),
+        [
+            (f"codedeploy/things/host-1/logs/{DEPLOYMENT}", b"[stdout]no"),
+            (f"codedeploy/things/host-2/logs/{DEPLOYMENT}", b"[stdout]yes"),
+        ],
+        "yes",
+        instance="host-2",
     )
-    await _wait_for(lambda: "Following" in err.getvalue() or follow.done())
-    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="agent-test") as agent:
-        await agent.publish(f"codedeploy/things/host-1/logs/{DEPLOYMENT}", b"[stdout]no", qos=0)
-        await agent.publish(f"codedeploy/things/host-2/logs/{DEPLOYMENT}", b"[stdout]yes", qos=0)
-        await _wait_for(lambda: "yes" in out.getvalue())
-    api.finish()
-    assert await asyncio.wait_for(follow, 10) == 0
-    assert out.getvalue() == "host-2 [stdout]yes\n"
+    assert out == "host-2 [stdout]yes\n"
 
 
 @pytest.mark.broker
