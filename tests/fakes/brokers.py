@@ -106,10 +106,15 @@ class Pki:
     client_key: Path
 
 
-def make_test_pki(directory: Path, *, client_name: str = "test-client") -> Pki:
+def make_test_pki(
+    directory: Path,
+    *,
+    client_name: str = "test-client",
+    server_dns: tuple[str, ...] = ("localhost",),
+) -> Pki:
     """Write a fresh CA, a server certificate and a client certificate into `directory`.
 
-    The server certificate names `127.0.0.1` and `localhost` (CN and SAN); the client
+    The server certificate names `127.0.0.1` (CN and SAN) and `server_dns` (SANs); the client
     certificate's CN is `client_name`. Keys are unencrypted EC P-256 (fast to generate). Two
     calls give two unrelated CAs: a client given the other one's `ca_file` must refuse the server.
     """
@@ -194,7 +199,10 @@ def make_test_pki(directory: Path, *, client_name: str = "test-client") -> Pki:
     server_cert, server_key = issue(
         "127.0.0.1",
         ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+        [
+            *(x509.DNSName(dns) for dns in server_dns),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ],
     )
     client_cert, client_key = issue(client_name, ExtendedKeyUsageOID.CLIENT_AUTH, None)
 
