@@ -134,14 +134,24 @@ class Agent:
             return {}
         return result
 
-    def wait_for_event(self, event: str, timeout: float = 30) -> None:
-        """Poll the status file until the agent is in `event`."""
+    def wait_for_event(self, deployment_id: str, event: str, timeout: float = 30) -> None:
+        """Poll the status file until the agent is in `event` of `deployment_id`.
+
+        The deployment matters: the status file is written behind the job, so right after a
+        job ends it may still name that job's last event (ValidateService of the one before).
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.status().get("current_event") == event:
+            status = self.status()
+            if (
+                status.get("current_deployment_id") == deployment_id
+                and status.get("current_event") == event
+            ):
                 return
             time.sleep(0.01)
-        raise AssertionError(f"the agent never reached {event}: {self.status()}\n{self.output()}")
+        raise AssertionError(
+            f"the agent never reached {event} of {deployment_id}: {self.status()}\n{self.output()}"
+        )
 
 
 @pytest.fixture

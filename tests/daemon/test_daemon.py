@@ -252,7 +252,7 @@ async def test_sigkill_in_a_hook_then_failed_after_restart(
         # ApplicationStop runs the *previous* revision's script: make v1's the slow one.
         stop_script.write_text("#!/bin/sh\nsleep 300\n")
     service.queue_job(THING, "job-2", document(keys, v2, "d-KILL00002"))
-    await asyncio.to_thread(agent.wait_for_event, event)
+    await asyncio.to_thread(agent.wait_for_event, "d-KILL00002", event)
     agent.kill()
     # v1 stays the last successful revision when job 2 dies before Install: give it back a
     # working ApplicationStop, or job 3 would run the slow one too.

@@ -240,7 +240,7 @@ async def test_sigkill_in_an_agent_event(
     )
     service.queue_job(THING, "job-1", doc)
     agent.start()
-    await asyncio.to_thread(agent.wait_for_event, event)
+    await asyncio.to_thread(agent.wait_for_event, "d-AGENTEV01", event)
     await asyncio.sleep(0.1)
     agent.kill()
     service.queue_job(THING, "job-2", document(keys, small, "d-AGENTEV02"))

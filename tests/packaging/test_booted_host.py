@@ -284,7 +284,10 @@ async def test_install_run_upgrade_purge(
             service.queue_job(THING, "job-2", job("v2", "d-HELLO0002"))
             await eventually(
                 "job-2 reached AfterInstall",
-                lambda: holds(status().get("current_event") == "AfterInstall"),
+                lambda: holds(
+                    status().get("current_deployment_id") == "d-HELLO0002"
+                    and status().get("current_event") == "AfterInstall"
+                ),
                 timeout=60,
             )
             upgrade = await sh(f"apt-get install -y {deb2}")

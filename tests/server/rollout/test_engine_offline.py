@@ -120,7 +120,7 @@ async def test_agent_dying_mid_hook_times_out(fleet: Fleet) -> None:
     await fleet.wait_target(
         deployment_id, "host-1", lambda t: ("BeforeInstall", "InProgress") in event_states(t)
     )
-    await asyncio.to_thread(agent.wait_for_event, "BeforeInstall")
+    await asyncio.to_thread(agent.wait_for_event, deployment_id, "BeforeInstall")
     agent.kill()
     doc = await fleet.wait_for(deployment_id, timeout=20)
     assert doc["status"] == "Failed"
