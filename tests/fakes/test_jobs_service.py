@@ -542,24 +542,26 @@ async def test_remove_job_of_a_queued_execution(service: FakeJobsService, agent:
 
 @pytest.mark.asyncio
 async def test_step_timeout_times_the_execution_out_and_updates_replace_it(
-    service: FakeJobsService, agent: Agent
+    broker: MosquittoBroker, agent: Agent
 ) -> None:
     """The step timer of start-next is replaced by an update's stepTimeoutInMinutes (counted
     from the update); when it expires the execution is TIMED_OUT and notify is published."""
-    service.queue_job(THING, "job-1", DOC_1)
-    await agent.start_next(stepTimeoutInMinutes=2)  # 0.4 s
-    await agent.update(
-        "job-1", "accepted", status="IN_PROGRESS", stepTimeoutInMinutes=5, clientToken="u"
-    )  # 1.0 s from now
-    await asyncio.sleep(0.6)
-    assert service.execution(THING, "job-1").status is JobStatus.IN_PROGRESS
+    # A minute lasts 0.4 s: the two timers end 1.2 s apart, room enough on a loaded machine.
+    async with FakeJobsService("127.0.0.1", broker.port, time_scale=0.4) as service:
+        service.queue_job(THING, "job-1", DOC_1)
+        await agent.start_next(stepTimeoutInMinutes=2)  # 0.8 s
+        await agent.update(
+            "job-1", "accepted", status="IN_PROGRESS", stepTimeoutInMinutes=5, clientToken="u"
+        )  # 2.0 s from now
+        await asyncio.sleep(1.0)
+        assert service.execution(THING, "job-1").status is JobStatus.IN_PROGRESS
 
-    timed_out = await service.wait_for_status(THING, "job-1", JobStatus.TIMED_OUT, timeout=3)
+        timed_out = await service.wait_for_status(THING, "job-1", JobStatus.TIMED_OUT, timeout=10)
 
-    assert timed_out.version_number == 4
-    notify = await agent.wait(agent.topics.notify, 2)
-    assert notify["jobs"] == {}
-    assert service.violations == []
+        assert timed_out.version_number == 4
+        notify = await agent.wait(agent.topics.notify, 2)
+        assert notify["jobs"] == {}
+        assert service.violations == []
 
 
 @pytest.mark.asyncio
@@ -568,15 +570,16 @@ async def test_the_queued_step_timer_runs_on_through_updates_without_a_step_time
 ) -> None:
     """queue_job's step timer applies when start-next names none, and an update without
     stepTimeoutInMinutes does not restart it."""
-    async with FakeJobsService("127.0.0.1", broker.port, time_scale=0.5) as service:
-        service.queue_job(THING, "job-1", DOC_1, step_timeout_minutes=2)  # 1 s
+    # A minute lasts 1.5 s: the right timer and a restarted one end 1.5 s apart.
+    async with FakeJobsService("127.0.0.1", broker.port, time_scale=1.5) as service:
+        service.queue_job(THING, "job-1", DOC_1, step_timeout_minutes=2)  # 3 s
         started = time.monotonic()
         await agent.start_next()
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(1.5)
         await agent.update("job-1", "accepted", status="IN_PROGRESS", clientToken="u")
-        await service.wait_for_status(THING, "job-1", JobStatus.TIMED_OUT, timeout=3)
-        # A restarted timer would have fired 1.5 s after the start.
-        assert 0.9 < time.monotonic() - started < 1.35
+        await service.wait_for_status(THING, "job-1", JobStatus.TIMED_OUT, timeout=10)
+        # A restarted timer would have fired 4.5 s after the start.
+        assert 2.9 < time.monotonic() - started < 3.9
 
 
 @pytest.mark.asyncio
@@ -590,8 +593,9 @@ async def test_in_progress_timeout_is_not_extended_by_step_timers(
     await agent.update(
         "job-1", "accepted", status="IN_PROGRESS", stepTimeoutInMinutes=100, clientToken="u"
     )
-    await service.wait_for_status(THING, "job-1", {JobStatus.TIMED_OUT}, timeout=3)
-    assert 0.25 < time.monotonic() - started < 2
+    await service.wait_for_status(THING, "job-1", {JobStatus.TIMED_OUT}, timeout=10)
+    # The step timers would end it after 20 s.
+    assert 0.25 < time.monotonic() - started < 5
 
 
 # --- reads ----------------------------------------------------------------------------------

@@ -369,19 +369,21 @@ async def test_remove_job_of_a_queued_execution(service: JobsService, agent: Bar
 
 
 async def test_step_timeout_times_the_execution_out_and_updates_replace_it(
-    service: JobsService, agent: BareAgent
+    service_factory: ServiceFactory, agent: BareAgent
 ) -> None:
     """The step timer of start-next is replaced by an update's stepTimeoutInMinutes (counted
     from the update); when it expires the execution is TIMED_OUT and notify is published."""
+    # A minute lasts 0.4 s: the two timers end 1.2 s apart, room enough on a loaded machine.
+    service = await service_factory(time_scale=0.4)
     await service.queue_job(THING, "job-1", DOC_1)
-    await agent.start_next(stepTimeoutInMinutes=2)  # 0.4 s
+    await agent.start_next(stepTimeoutInMinutes=2)  # 0.8 s
     await agent.update(
         "job-1", "accepted", status="IN_PROGRESS", stepTimeoutInMinutes=5, clientToken="u"
-    )  # 1.0 s from now
-    await asyncio.sleep(0.6)
+    )  # 2.0 s from now
+    await asyncio.sleep(1.0)
     assert await status_of(service, THING, "job-1") is JobStatus.IN_PROGRESS
 
-    notify = await agent.wait(agent.topics.notify, 2, timeout=3)
+    notify = await agent.wait(agent.topics.notify, 2, timeout=10)
 
     assert notify["jobs"] == {}
     execution = await service.execution(THING, "job-1")
@@ -394,15 +396,17 @@ async def test_the_queued_step_timer_runs_on_through_updates_without_a_step_time
 ) -> None:
     """queue_job's step timer applies when start-next names none, and an update without
     stepTimeoutInMinutes does not restart it."""
-    service = await service_factory(time_scale=0.5)
-    await service.queue_job(THING, "job-1", DOC_1, step_timeout_minutes=2)  # 1 s
+    # A minute lasts 1.5 s: the right timer and a restarted one end 1.5 s apart, so the bound
+    # below leaves 0.9 s for the notify to arrive on a loaded machine.
+    service = await service_factory(time_scale=1.5)
+    await service.queue_job(THING, "job-1", DOC_1, step_timeout_minutes=2)  # 3 s
     started = time.monotonic()
     await agent.start_next()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.5)
     await agent.update("job-1", "accepted", status="IN_PROGRESS", clientToken="u")
-    await agent.wait(agent.topics.notify, 2, timeout=3)
-    # A restarted timer would have fired 1.5 s after the start.
-    assert 0.9 < time.monotonic() - started < 1.35
+    await agent.wait(agent.topics.notify, 2, timeout=10)
+    # A restarted timer would have fired 4.5 s after the start.
+    assert 2.9 < time.monotonic() - started < 3.9
     assert await status_of(service, THING, "job-1") is JobStatus.TIMED_OUT
 
 
@@ -416,8 +420,9 @@ async def test_in_progress_timeout_is_not_extended_by_step_timers(
     await agent.update(
         "job-1", "accepted", status="IN_PROGRESS", stepTimeoutInMinutes=100, clientToken="u"
     )
-    await agent.wait(agent.topics.notify, 2, timeout=3)
-    assert 0.25 < time.monotonic() - started < 2
+    await agent.wait(agent.topics.notify, 2, timeout=10)
+    # The step timers would end it after 20 s.
+    assert 0.25 < time.monotonic() - started < 5
     assert await status_of(service, THING, "job-1") is JobStatus.TIMED_OUT
 
 

@@ -112,7 +112,7 @@ async def test_timers_survive_a_restart_of_the_service_and_the_store(
     try:
         first = await service_factory(target=store, client_id="server-r", time_scale=0.2)
         await first.queue_job(THING, "job-late", DOC_1, step_timeout_minutes=1)  # 0.2 s
-        await first.queue_job("host-2", "job-soon", DOC_2, step_timeout_minutes=10)  # 2 s
+        await first.queue_job("host-2", "job-soon", DOC_2, step_timeout_minutes=30)  # 6 s
         async with (
             open_agent(mosquitto.port) as agent,
             open_agent(mosquitto.port, "host-2") as other,
@@ -125,10 +125,10 @@ async def test_timers_survive_a_restart_of_the_service_and_the_store(
 
             store = await open_store(database)
             second = await service_factory(target=store, client_id="server-r", time_scale=0.2)
-            await wait_until(lambda: _timed_out(second, THING, "job-late"), timeout=2)
+            await wait_until(lambda: _timed_out(second, THING, "job-late"), timeout=5)
             assert await status_of(second, "host-2", "job-soon") is JobStatus.IN_PROGRESS
-            await wait_until(lambda: _timed_out(second, "host-2", "job-soon"), timeout=4)
-            notify = await other.wait(other.topics.notify, timeout=3)
+            await wait_until(lambda: _timed_out(second, "host-2", "job-soon"), timeout=10)
+            notify = await other.wait(other.topics.notify, timeout=10)
             assert notify["jobs"] == {}
             await second.stop()
     finally:
@@ -161,7 +161,7 @@ async def test_the_sweep_arms_timers_of_executions_started_elsewhere(
     )
     async with store.transaction() as tx:
         await job_state.insert(tx, record)
-    change = await recorder.wait_for("job-elsewhere", JobStatus.TIMED_OUT, timeout=3)
+    change = await recorder.wait_for("job-elsewhere", JobStatus.TIMED_OUT, timeout=10)
     assert (change.version_number, change.by_agent) == (3, False)
 
 
