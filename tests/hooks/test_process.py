@@ -194,7 +194,7 @@ async def test_the_event_loop_keeps_running_during_a_noisy_script(
         await beat
     assert deployment.scripts_log.stat().st_size > 30_000_000
     assert len(gaps) > 10
-    assert max(gaps) < 0.1
+    assert max(gaps) < 0.2  # a blocked loop stalls for seconds; 0.2 s leaves room for load
 
 
 @pytest.mark.asyncio
@@ -266,7 +266,7 @@ async def test_200_mb_of_output_keeps_memory_flat(
     )
     assert deployment.scripts_log.stat().st_size > 200_000_000
     assert peak - before < 20 * 2**20
-    assert max(gaps) < 0.1
+    assert max(gaps) < 0.2  # a blocked loop stalls for seconds; 0.2 s leaves room for load
     logs = sorted(p.name for p in deployment.deployments_log.parent.iterdir())
     assert logs[:3] == [
         "codedeploy-agent-deployments.log",
