@@ -45,6 +45,36 @@ def test_local_demo_runs_end_to_end() -> None:
     assert leftovers == []
 
 
+HOSTS = ("web-1", "web-2", "web-3")
+EVENTS = (
+    "ApplicationStop",
+    "DownloadBundle",
+    "BeforeInstall",
+    "Install",
+    "AfterInstall",
+    "ApplicationStart",
+    "ValidateService",
+)
+
+
+def _summary_id(out: str, rest: str) -> str:
+    """The deployment id of the summary line `d-XXXXXXXXX  <rest>`."""
+    match = re.search(rf"^(d-[A-Z0-9]{{9}})  {rest}", out, re.MULTILINE)
+    assert match is not None, f"no summary line matching {rest!r} in:\n{out}"
+    return match.group(1)
+
+
+def _progress(lines: list[str], deployment: str, host: str) -> list[str]:
+    """The live progress lines of one host in one deployment, without `Pending` and `InProgress`
+    (whether a poll catches a host waiting or an event running depends on timing; the endings
+    are always shown)."""
+    prefix = f"{deployment} {host} "
+    changes = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+    return [
+        c for c in changes if c not in ("Pending", "InProgress") and not c.endswith(" InProgress")
+    ]
+
+
 def _leftovers() -> list[int]:
     """Processes the fleet demo started that are still alive."""
     fleet = str(ROOT / ".demo" / "fleet")
@@ -72,10 +102,41 @@ def test_fleet_demo_deploys_fails_and_rolls_back() -> None:
     assert result.returncode == 0, out + result.stderr
     assert time.monotonic() - started < 60
     assert "CodeDeployDefault.HalfAtATime" in out
-    assert re.search(r"d-[A-Z0-9]{9}  Succeeded  hello-app v1 ", out)
-    assert re.search(r"d-[A-Z0-9]{9}  Failed     hello-app v2 \(broken\)", out)
-    assert re.search(r"d-[A-Z0-9]{9}  Succeeded  rollback of d-[A-Z0-9]{9}", out)
-    assert "ValidateService Failed (ScriptFailed" in out
+    v1 = _summary_id(out, r"Succeeded  hello-app v1 ")
+    v2 = _summary_id(out, r"Failed     hello-app v2 \(broken\)")
+    rollback = _summary_id(out, rf"Succeeded  rollback of {v2} ")
+    lines = out.splitlines()
+
+    # v1 and the rollback: every host runs every event, each one's progress shown as it ends.
+    for deployment in (v1, rollback):
+        for host in HOSTS:
+            assert _progress(lines, deployment, host) == [
+                *(f"{event} Succeeded" for event in EVENTS),
+                "Succeeded",
+            ], f"{deployment} {host}:\n" + out
+        assert f"Deployment {deployment} Succeeded" in lines
+    assert "  Instances: 3 Succeeded, 0 Failed, 0 Skipped, 0 InProgress, 0 Pending" in lines
+
+    # v2: the first host fails ValidateService, the others are skipped, the rollback follows.
+    failed = [host for host in HOSTS if f"{v2} {host} Failed" in lines]
+    assert len(failed) == 1, out
+    assert _progress(lines, v2, failed[0]) == [
+        *(f"{event} Succeeded" for event in EVENTS[:-1]),
+        (
+            "ValidateService Failed (ScriptFailed: Script at specified location: "
+            "scripts/validate_service.sh failed with exit code 1)"
+        ),
+        "Failed",
+    ]
+    for host in set(HOSTS) - set(failed):
+        assert _progress(lines, v2, host) == ["Skipped"], out
+    assert "  Instances: 0 Succeeded, 1 Failed, 2 Skipped, 0 InProgress, 0 Pending" in lines
+    assert any(line.startswith(f"  Rolled back by: {rollback} (") for line in lines)
+    following = lines.index(f"Following rollback deployment {rollback}")
+    assert lines.index(f"Deployment {v2} Failed") < following
+    assert following < min(i for i, line in enumerate(lines) if line.startswith(f"{rollback} "))
+    assert f"  Rollback of: {v2}" in lines
+
     assert "every host serves hello-app v1 again: yes" in out
     assert _leftovers() == []
 

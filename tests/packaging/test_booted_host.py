@@ -204,15 +204,7 @@ async def test_install_run_upgrade_purge(
         status_text = await sh("systemctl show -p StatusText --value codedeploy-agent")
         assert status_text.stdout.strip() == f"idle; connected to {broker.endpoint}"
 
-        help_text = (await sh("codedeploy-agent --help")).stdout
-        # `doctor` is wired into the CLI by cli.py; until then the module is called directly.
-        doctor_cmd = (
-            "codedeploy-agent doctor"
-            if " doctor" in help_text
-            else "/opt/codedeploy-agent/venv/bin/python3 -I -c 'import sys; from "
-            "codedeploy_agent.doctor import run_doctor; sys.exit(run_doctor(None, sys.stdout))'"
-        )
-        doctor = await sh(doctor_cmd, check=False)
+        doctor = await sh("codedeploy-agent doctor", check=False)
         print(doctor.stdout)
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         assert "[FAIL]" not in doctor.stdout
