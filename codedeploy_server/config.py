@@ -69,6 +69,7 @@ _MQTT_KEYS: Final = frozenset(
         "embedded",
         "shared_subscriptions",
         "listen",
+        "users_file",
     }
 )
 
@@ -235,6 +236,12 @@ def _mqtt(raw: object, base: Path, path: Path) -> MqttConfig:
     endpoint = raw.get("endpoint")
     if raw.get("embedded") and endpoint:
         raise ServerConfigError(f"{path}: mqtt.embedded and mqtt.endpoint exclude each other")
+    if "embedded" in raw and not raw["embedded"] and not endpoint:
+        # Without this, `embedded: false` alone would start the embedded broker all the same.
+        raise ServerConfigError(
+            f"{path}: mqtt.embedded is false but mqtt.endpoint is not set: set mqtt.endpoint "
+            "(mqtt://HOST:1883 or mqtts://HOST:8883) to use your broker, or embedded: true"
+        )
     if endpoint is not None:
         _url(str(endpoint), "mqtt.endpoint", ("mqtt", "mqtts"))
     protocol = raw.get("protocol", 5)
@@ -324,7 +331,11 @@ def _bundle_store(raw: object, base: Path, path: Path) -> BundleStoreConfig:
         path=_path(raw, "path", base) or BundleStoreConfig().path,
         public_url=None if public_url is None else str(public_url).rstrip("/"),
         secret_file=_path(raw, "secret_file", base),
-        url_ttl_seconds=int(raw.get("url_ttl_seconds", BundleStoreConfig().url_ttl_seconds)),
+        url_ttl_seconds=int(
+            _number(
+                raw, "url_ttl_seconds", BundleStoreConfig().url_ttl_seconds, "bundle_store", path
+            )
+        ),
     )
 
 
@@ -334,15 +345,24 @@ def _rollout(raw: object, path: Path) -> RolloutConfig:
     if not isinstance(raw, dict):
         raise ServerConfigError(f"{path}: rollout must be a mapping")
     defaults = RolloutConfig()
-    try:
-        return RolloutConfig(
-            pickup_deadline_seconds=float(
-                raw.get("pickup_deadline_seconds", defaults.pickup_deadline_seconds)
-            ),
-            job_ttl_seconds=int(raw.get("job_ttl_seconds", defaults.job_ttl_seconds)),
+    return RolloutConfig(
+        pickup_deadline_seconds=_number(
+            raw, "pickup_deadline_seconds", defaults.pickup_deadline_seconds, "rollout", path
+        ),
+        job_ttl_seconds=int(
+            _number(raw, "job_ttl_seconds", defaults.job_ttl_seconds, "rollout", path)
+        ),
+    )
+
+
+def _number(raw: Mapping[str, Any], key: str, default: float, section: str, path: Path) -> float:
+    """`section.key`: a positive number of seconds (YAML int or float), else a clear error."""
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ServerConfigError(
+            f"{path}: {section}.{key} must be a positive number of seconds, not {value!r}"
         )
-    except (TypeError, ValueError) as exc:
-        raise ServerConfigError(f"{path}: rollout: {exc}") from exc
+    return float(value)
 
 
 def _text(raw: Mapping[str, Any], key: str, default: str) -> str:
