@@ -4,11 +4,13 @@
 real agent's where it has them (S3, GitHub, Local) and say the same for the new blocks. Commit
 ids must be hexadecimal SHAs and repository names plain names, because they go into URLs and git
 command lines; git URLs must use a known transport (never `ext::`) and may not start with `-`.
-`Download` (S3 only) makes the agent fetch a presigned URL instead of calling S3.
+`Download` (S3 only) makes the agent fetch a presigned URL instead of calling S3. The URLs of
+`Download` and `UrlRevision` must be https, or plain http to a loopback host only.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any, Final
@@ -231,7 +233,33 @@ def _http_url(where: str, value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.netloc or _has_space(value):
         raise reject(f"Url in {where} must be an http:// or https:// URL, got {value!r}")
+    host = parts.hostname or ""
+    if parts.scheme == "http" and not is_loopback_host(host):
+        # Only the host is shown: the path and query of a presigned link carry its signature.
+        raise reject(
+            f"Url in {where} must be an https:// URL: plain http:// is accepted only for "
+            "loopback hosts (127.0.0.1, ::1, localhost), since without TLS anyone on the network "
+            f"path can read the bundle or swap it; got an http:// URL to {host!r}"
+        )
     return value
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for `localhost`, `*.localhost` and loopback IP addresses (v4, v6, v4-mapped v6).
+
+    The same rule as `sources.proxy.is_loopback`, which the fetch-time checks use (this layer
+    may not import the sources; a test keeps the two in step).
+    """
+    host = host.lower().rstrip(".").strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def _has_space(value: str) -> bool:

@@ -5,7 +5,9 @@ under `<deployment>/git-checkout/`: a private HOME and global config (no system 
 no credential helpers or hooks of the host), `protocol.allow=never` except for the one transport
 the URL uses (`ext::` never; `file` only for a file:// URL or path the job names), `LC_ALL=C` so
 messages can be classified, no terminal prompts, and only PATH and the CA-bundle variables of
-the agent's environment. The proxy is chosen per URL by `proxy.proxy_for`, as for downloads.
+the agent's environment (SSL_CERT_FILE / SSL_CERT_DIR also become GIT_SSL_CAINFO /
+GIT_SSL_CAPATH unless those are set: git built on GnuTLS reads only its own). The proxy is
+chosen per URL by `proxy.proxy_for`, as for downloads.
 
 Credentials never reach a command line (`ps` shows argv) or a log:
 - https/http: a credential helper in the sandbox reads the user name and password from the git
@@ -62,6 +64,8 @@ Transport = Literal["https", "http", "ssh", "git", "file"]
 CHECKOUT_DIR: Final = "git-checkout"
 #: Variables of the agent's environment a git process may see.
 _PASSED_ENV: Final = ("PATH", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH")
+#: OpenSSL's CA variables and the git settings that carry them to any TLS backend.
+_CA_VARIABLES: Final = (("SSL_CERT_FILE", "GIT_SSL_CAINFO"), ("SSL_CERT_DIR", "GIT_SSL_CAPATH"))
 #: What git says when the server will not hand out a commit by id (or does not have it), or
 #: cannot serve a shallow fetch at all (the dumb http protocol).
 _REFUSED: Final = re.compile(
@@ -74,6 +78,12 @@ _AUTH: Final = re.compile(
     re.IGNORECASE,
 )
 _HOST_KEY: Final = re.compile(r"Host key verification failed|REMOTE HOST IDENTIFICATION")
+#: The server's certificate was refused (GnuTLS's words, then OpenSSL's), or the CA file is bad.
+_CERTIFICATE: Final = re.compile(
+    r"server certificate verification failed|SSL certificate problem|"
+    r"error setting certificate|certificate verify failed",
+    re.IGNORECASE,
+)
 _NETWORK: Final = re.compile(
     r"Could not resolve|Failed to connect|Connection refused|Connection timed out|"
     r"Connection reset|SSL certificate problem|unable to access|Could not read from remote",
@@ -349,8 +359,14 @@ class _Sandbox:
         self, config: AgentConfig, url: str, credentials: HttpCredentials | None
     ) -> dict[str, str]:
         """The whole environment of a git process."""
-        env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+        env = {name: os.environ[name] for name in _PASSED_ENV if os.environ.get(name)}
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+        # The CAs the agent's own downloads trust (SSL_CERT_FILE / SSL_CERT_DIR), for git too:
+        # Debian's and Ubuntu's git use libcurl-gnutls, which ignores OpenSSL's variables, while
+        # git's own work with every TLS backend. The operator's GIT_SSL_* settings win.
+        for openssl, git_name in _CA_VARIABLES:
+            if openssl in env:
+                env.setdefault(git_name, env[openssl])
         env |= {
             "HOME": str(self.home),
             "XDG_CONFIG_HOME": str(self.home / ".config"),
@@ -530,6 +546,15 @@ class _Clone:
                 "the server's ssh host key is unknown or has changed",
                 "Add the server's host key (checked out of band) to the agent user's "
                 f"~/.ssh/known_hosts, or to a file named by git.ssh_known_hosts_file in {where}",
+                said,
+            )
+        if _CERTIFICATE.search(said):
+            return self._error(
+                "the remote's TLS certificate was not accepted",
+                "Check the host name in the URL and that a CA this host trusts signed the "
+                "certificate: the system's CA certificates, or SSL_CERT_FILE / SSL_CERT_DIR in "
+                "the agent's environment (git gets them as GIT_SSL_CAINFO / GIT_SSL_CAPATH "
+                "unless those are set), and any TLS-inspecting proxy",
                 said,
             )
         if _NETWORK.search(said):

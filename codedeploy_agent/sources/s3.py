@@ -1,9 +1,10 @@
 """S3 revisions (reference §6.1): a presigned URL, or GetObject with the host's own credentials.
 
 With `Download.Url` the control plane has signed the request already, so the bundle comes over
-plain HTTPS (`http.download`): no AWS credentials, no clock check. Without it the host calls
-GetObject itself (SigV4, so the clock is checked first), honouring the revision's version,
-streamed to `bundle.tar`:
+plain HTTPS (`http.download`, stopped when the deployment is): no AWS credentials, no clock
+check; plain http:// is refused except to loopback, as for URL revisions. Without it the host
+calls GetObject itself (SigV4, so the clock is checked first), honouring the revision's
+version, streamed to `bundle.tar`:
 
 - The first request asks for the first `download.part_size` bytes; its `Content-Range` gives the
   object's size and its ETag. A small object is then complete. A larger one is fetched in
@@ -34,6 +35,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from codedeploy_agent.config import AgentConfig
 from codedeploy_agent.errors import BundleError, ConfigError
@@ -49,6 +51,8 @@ from codedeploy_agent.sources.aws import (
     classify,
     s3_client,
 )
+from codedeploy_agent.sources.proxy import is_loopback
+from codedeploy_agent.sources.redact import redact_url
 from codedeploy_agent.spec import S3Revision
 
 _log = get_logger(__name__)
@@ -68,15 +72,21 @@ async def fetch_s3(revision: S3Revision, deployment: DeploymentDir, config: Agen
     if revision.download_url:
         from codedeploy_agent.sources import http  # noqa: PLC0415 - one source, one import
 
-        await asyncio.to_thread(
-            http.download,
-            revision.download_url,
-            deployment.bundle,
-            config=config,
-            label=f"S3 object {_describe(revision)}",
-            expected_sha256=revision.sha256,
-            expected_size=revision.size,
-            expected_etag=revision.etag,
+        url = check_download_url(revision)
+        # run_cancellable: a stopped deployment (or the agent stopping) stops the download
+        # thread at its next chunk and removes bundle.tar.part, instead of leaving it to run on
+        # and rename bundle.tar under a deployment that is already over.
+        await http.run_cancellable(
+            lambda cancel: http.download(
+                url,
+                deployment.bundle,
+                config=config,
+                label=f"S3 object {_describe(revision)}",
+                expected_sha256=revision.sha256,
+                expected_size=revision.size,
+                expected_etag=revision.etag,
+                cancel=cancel,
+            )
         )
         return
     await check_clock(config)
@@ -87,6 +97,41 @@ async def fetch_s3(revision: S3Revision, deployment: DeploymentDir, config: Agen
         # The thread cannot be cancelled; tell it to stop at its next chunk (progress is kept).
         stop.set()
         raise
+
+
+def check_download_url(revision: S3Revision) -> str:
+    """The revision's `Download.Url` once it passes the URL revisions' scheme rule (https, or
+    plain http to loopback only); BundleError otherwise.
+
+    The SHA-256 and the signed job document protect the bundle's integrity, not its secrecy: a
+    presigned link fetched over plain http can be read, and replayed until it expires, by anyone
+    on the network path. Loopback stays allowed (a control plane on the same host, tests).
+    """
+    url = (revision.download_url or "").strip()
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        raise BundleError(
+            f"The download URL of {_describe(revision)} is not a valid URL (check its host "
+            "and port)."
+        ) from None
+    scheme, host = parts.scheme.lower(), parts.hostname or ""
+    if scheme not in ("http", "https") or not host:
+        raise BundleError(
+            f"The download URL of {_describe(revision)} ({shown}) must be an https:// URL naming "
+            "a host (http:// only for loopback)."
+        )
+    if scheme == "http" and not is_loopback(host):
+        raise BundleError(
+            f"The download URL of {_describe(revision)} ({shown}) uses http://, which is refused: "
+            "without TLS anyone on the network path can read the bundle and reuse the link. "
+            "Have the control plane hand out https:// links (codedeploy-server: tls_cert and "
+            "tls_key, or an https bundle_store.public_url; S3: an https endpoint); plain "
+            "http:// is accepted only for loopback addresses (127.0.0.1, ::1, localhost)."
+        )
+    return url
 
 
 def _fetch(revision: S3Revision, bundle: Path, config: AgentConfig, stop: threading.Event) -> None:

@@ -6,6 +6,7 @@
 - `GitHttpServer`: `git http-backend` (CGI) behind a small threaded HTTP server on 127.0.0.1,
   with an optional Basic-auth check (`authorize` sees user, password and path), a `stall` switch
   that makes every request hang (for timeout tests), and a record of the requests it answered.
+  Given `tls` (a server SSLContext) it speaks HTTPS and `url()` gives https:// URLs.
 - Fixtures `git_repos` and `git_server` (import them into a test module to use them).
 
 Everything here is loopback only; `git` comes from the system, as in the agent.
@@ -16,13 +17,15 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import socket
+import ssl
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import psutil
@@ -152,8 +155,10 @@ class GitHttpServer:
     #: any commit by id; v0 refuses ids that are not advertised unless the repository allows it,
     #: which is what a strict server looks like.
     v0_only: frozenset[str] = frozenset()
+    #: A server-side TLS context: serve HTTPS instead of plain HTTP.
+    tls: ssl.SSLContext | None = None
     requests: list[Request] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: _TlsServer | None = None
     _thread: threading.Thread | None = None
     _release: threading.Event = field(default_factory=threading.Event)
 
@@ -166,12 +171,14 @@ class GitHttpServer:
     def url(self, repository: str, *, userinfo: str = "") -> str:
         """The clone URL of `repository` (a folder name under the project root)."""
         at = f"{userinfo}@" if userinfo else ""
-        return f"http://{at}127.0.0.1:{self.port}/{repository}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{at}127.0.0.1:{self.port}/{repository}"
 
     def start(self) -> GitHttpServer:
         """Listen on a free port and serve in a background thread."""
         handler = _handler_for(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _TlsServer(("127.0.0.1", 0), handler)
+        self._server.tls = self.tls
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -187,6 +194,25 @@ class GitHttpServer:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class _TlsServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that wraps accepted connections in TLS when `tls` is set."""
+
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.tls is not None:
+            # The handshake happens in the handler's thread, on first read: a client that
+            # refuses the certificate does not hold up the accepting thread.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.tls is None:
+            super().handle_error(request, client_address)
+        # Over TLS, clients that refuse the certificate hang up mid-handshake: expected.
 
 
 def _handler_for(server: GitHttpServer) -> type[BaseHTTPRequestHandler]:
