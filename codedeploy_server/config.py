@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from codedeploy_agent.protocol.errors import ProtocolError
+from codedeploy_agent.protocol.revisions import is_loopback_host
 from codedeploy_agent.protocol.topics import (
     DEFAULT_TOPIC_ROOT,
     default_events_root,
@@ -204,6 +205,7 @@ def _decode(raw: dict[str, Any], path: Path) -> ServerConfig:
     s3_endpoint = raw.get("s3_endpoint")
     if s3_endpoint is not None:
         _url(str(s3_endpoint), "s3_endpoint", ("http", "https"))
+        _agents_accept(str(s3_endpoint), "s3_endpoint", path)
     return ServerConfig(
         listen=listen,
         tls_cert=tls_cert,
@@ -327,6 +329,7 @@ def _bundle_store(raw: object, base: Path, path: Path) -> BundleStoreConfig:
     public_url = raw.get("public_url")
     if public_url is not None:
         _url(str(public_url), "bundle_store.public_url", ("http", "https"))
+        _agents_accept(str(public_url), "bundle_store.public_url", path)
     return BundleStoreConfig(
         path=_path(raw, "path", base) or BundleStoreConfig().path,
         public_url=None if public_url is None else str(public_url).rstrip("/"),
@@ -380,6 +383,19 @@ def _path(raw: Mapping[str, Any], key: str, base: Path) -> Path | None:
 def _resolve(path: Path, base: Path) -> Path:
     path = path.expanduser()
     return path if path.is_absolute() else base / path
+
+
+def _agents_accept(url: str, key: str, path: Path) -> None:
+    """Agents fetch download links over https, or plain http to loopback only (the job document
+    decoder refuses the rest): a link the server would hand out is checked at start instead of
+    failing every job."""
+    parts = urlsplit(url)
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+        raise ServerConfigError(
+            f"{path}: {key} {url!r}: agents refuse download links over plain http to another "
+            "host (anyone on the network path could read the bundle or replay the link). Use "
+            "an https:// URL (tls_cert/tls_key on this server, or a TLS reverse proxy)."
+        )
 
 
 def _url(value: str, key: str, schemes: tuple[str, ...]) -> None:

@@ -77,6 +77,11 @@ def test_postgresql_url_is_kept(tmp_path: Path) -> None:
         ("rollout: {job_ttl_seconds: -1}\n", "rollout.job_ttl_seconds must be a positive number"),
         ("bundle_store: {url_ttl_seconds: x}\n", "bundle_store.url_ttl_seconds must be"),
         ("bundle_store: {public_url: ftp://h}\n", "bundle_store.public_url"),
+        (
+            "bundle_store: {public_url: 'http://deploy.example.internal:8443'}\n",
+            "agents refuse download links over plain http to another host",
+        ),
+        ("s3_endpoint: 'http://minio:9000'\n", "s3_endpoint 'http://minio:9000': agents refuse"),
         ("- a\n", "must be a mapping"),
         ("listen: [\n", "is not valid YAML"),
     ],
@@ -90,3 +95,16 @@ def test_refusals_name_the_key(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ServerConfigError, match="Cannot read the server config"):
         load_server_config(tmp_path / "missing.yml")
+
+
+def test_plain_http_links_to_loopback_are_accepted(tmp_path: Path) -> None:
+    """Loopback stays allowed: a server beside its agents, the demo and the tests."""
+    config = load_server_config(
+        write(
+            tmp_path,
+            "s3_endpoint: 'http://127.0.0.1:9000'\n"
+            "bundle_store: {public_url: 'http://localhost:8443'}\n",
+        )
+    )
+    assert config.s3_endpoint == "http://127.0.0.1:9000"
+    assert config.bundle_store.public_url == "http://localhost:8443"
