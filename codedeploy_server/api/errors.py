@@ -36,7 +36,20 @@ class CodeDeployError(Exception):
         return {"__type": self.code, "message": self.message}
 
 
-# --- Authentication and protocol (AWS's common errors; JSON services answer 400) ------------
+# --- Authentication and protocol -------------------------------------------------------------
+#
+# HTTP status: 400, like every other client error here, and deliberately not the 403 of AWS's
+# generic "Common Errors" page. That page lists the Query-protocol errors (MissingAuthentication-
+# Token, InvalidClientTokenId, as STS, IAM or EC2 return them, with XML bodies). CodeDeploy uses
+# the JSON 1.1 protocol, where these errors have the `...Exception` names below and the status
+# is 400. CodeDeploy itself answers an unknown key with "Status Code: 400; Error Code:
+# UnrecognizedClientException" (an AWS SDK for Java log in
+# github.com/JetBrains/teamcity-aws-codedeploy-plugin/issues/25). DynamoDB's error reference
+# lists MissingAuthenticationTokenException, IncompleteSignatureException and
+# UnrecognizedClientException under "HTTP status code 400", and Kinesis, ECR and ECS log
+# "InvalidSignatureException: Signature expired ... status code: 400". boto3 reads the
+# `__type`, not the status, so only raw HTTP clients see a difference. They get what CodeDeploy
+# sends. tests/server/api/test_error_statuses.py pins these statuses.
 
 
 class MissingAuthenticationTokenException(CodeDeployError):

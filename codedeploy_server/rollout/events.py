@@ -9,6 +9,11 @@ and the target's `status`, the way GetDeploymentTarget shows them on AWS:
 - an event the agent reported gets its status and times; the next one is shown `InProgress`
   from the moment the previous one ended (the agent does not report starts), so a live view
   sees which event runs;
+- a succeeded event gets the diagnostics GetDeploymentTarget shows for one on AWS:
+  `{errorCode: "Success", scriptName: "", message: "Succeeded", logTail: ""}`. The real agent
+  reports every successful command with code 0 (`Success`), no script name, the message
+  "Succeeded: " and no log (agent reference §8.1). Our agent reports no diagnostics for a
+  succeeded event, so the server writes this fixed value;
 - the failing event gets `diagnostics {errorCode, scriptName, message, logTail}`; every later
   event becomes `Skipped` with only an `endTime` (as in AWS's samples);
 - events the stream jumped over (the server missed updates while it was down, and only the
@@ -73,6 +78,13 @@ LIFECYCLE_ERROR_CODES: Final = frozenset(
     {"Success", "ScriptMissing", "ScriptNotExecutable", "ScriptTimedOut", "ScriptFailed"}
 )
 UNKNOWN_ERROR: Final = "UnknownError"
+#: The diagnostics of a succeeded lifecycle event (module docstring).
+SUCCESS_DIAGNOSTICS: Final = {
+    "errorCode": "Success",
+    "scriptName": "",
+    "message": "Succeeded",
+    "logTail": "",
+}
 _UNFINISHED: Final = frozenset({EventState.PENDING.value, EventState.IN_PROGRESS.value})
 
 
@@ -235,6 +247,8 @@ def _apply_event(events: list[dict[str, Any]], details: Mapping[str, str], now: 
     else:
         event["startTime"] = _time(details.get("startTime"), event.get("startTime", end))
     event["endTime"] = end
+    if state == EventState.SUCCEEDED.value:
+        event["diagnostics"] = dict(SUCCESS_DIAGNOSTICS)
     if state == EventState.FAILED.value:
         # A failure the deployment ignores (ignoreApplicationStopFailures): the agent goes on.
         event["diagnostics"] = {
@@ -300,6 +314,7 @@ def _index(events: list[dict[str, Any]], name: str | None) -> int | None:
 
 __all__ = [
     "LIFECYCLE_ERROR_CODES",
+    "SUCCESS_DIAGNOSTICS",
     "EventState",
     "TargetStatus",
     "agent_diagnostics",

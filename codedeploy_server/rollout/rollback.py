@@ -19,6 +19,12 @@ Decisions where AWS documents nothing (§11 gaps 1 and 2):
   it.
 - **Messages.** `rollbackInfo.rollbackMessage` on the failed deployment says which deployment
   rolls back and is updated when that one ends (succeeded / failed / stopped).
+- **Order.** The rollback is a new deployment and is ordered like one (reference §1.3):
+  Unhealthy hosts first, then Unknown-, Old- and Current-revision ones, with the revision
+  health measured against the last known good revision. The failed deployment's outcomes are
+  in the health table by then (transitions.close records them before the rollback is
+  written). So the hosts that failed go first, then the ones the failed deployment updated,
+  then the ones it never reached, which still run the good revision.
 
 The rows are written the way the API writes a new deployment (server.md conventions): the
 failed deployment's document is the template (its private keys included), status `Created`,
@@ -31,8 +37,9 @@ import secrets
 import string
 from typing import Any, Final
 
+from codedeploy_server.rollout import health
 from codedeploy_server.rollout.events import TargetStatus, pending_events
-from codedeploy_server.rollout.records import DeploymentRecord, deployment_doc
+from codedeploy_server.rollout.records import DeploymentRecord, TargetRecord, deployment_doc
 from codedeploy_server.store import Tx, dumps
 
 ROLLBACK_CREATOR: Final = "codeDeployRollback"
@@ -183,10 +190,13 @@ async def create_rollback(
 
 async def _targets(
     tx: Tx, failed: DeploymentRecord, group_id: str, revision: dict[str, Any]
-) -> list[Any]:
-    """The failed deployment's targets, in its scheduling order (module docstring)."""
-    del tx, group_id, revision
-    return list(failed.targets)
+) -> list[TargetRecord]:
+    """The failed deployment's targets in the rollback's own scheduling order (module
+    docstring): Unhealthy first, then Unknown-, Old- and Current-revision hosts against the
+    last known good `revision`. Ties keep the failed deployment's order."""
+    by_name = {target.target_id: target for target in failed.targets}
+    order = await health.scheduling_order(tx, group_id, list(by_name), revision)
+    return [by_name[name] for name in order]
 
 
 __all__ = [

@@ -324,11 +324,19 @@ async def list_deployments(ctx: ApiContext, params: Params) -> Result:
 
 
 async def stop_deployment(ctx: ApiContext, params: Params) -> Result:
-    """StopDeployment: through the rollout engine (`Pending` or `Succeeded`)."""
+    """StopDeployment: through the rollout engine (`Pending` or `Succeeded`).
+
+    A deployment that is already `Stopped` goes to the engine too, not straight to
+    DeploymentAlreadyCompletedException. A StopDeployment that answered `Pending` is followed by
+    later calls that answer `Succeeded` once the stop is done (service reference §4.2). By then
+    the deployment is `Stopped`, so the engine decides: `Pending` while its cancellations are
+    unsent, `Succeeded` after. A deployment that ended without a stop request is refused there.
+    """
     deployment_id: str = params["deploymentId"]
     async with ctx.store.transaction() as tx:
         doc = await queries.deployment(tx, deployment_id)
-    _check_not_completed(doc)
+    if doc.get("status") != "Stopped":
+        _check_not_completed(doc)
     status = await ctx.rollout.stop_deployment(deployment_id, params.get("autoRollbackEnabled"))
     return {"status": status, "statusMessage": _STOP_MESSAGE}
 

@@ -439,7 +439,9 @@ async def test_list_and_batch_get(api: Api) -> None:
 
 @pytest.mark.asyncio
 async def test_stop_goes_through_the_engine(api: Api) -> None:
-    """StopDeployment passes the rollback flag to the engine and returns its status."""
+    """StopDeployment passes the rollback flag to the engine and returns its status. A Stopped
+    deployment still reaches the engine (a repeated stop answers Pending, then Succeeded);
+    one that Succeeded or Failed is refused without asking it."""
     await api.group()
     deployment_id = await api.deploy()
     api.rollout.stop_answer = "Pending"
@@ -451,9 +453,15 @@ async def test_stop_goes_through_the_engine(api: Api) -> None:
     await api.call("stop_deployment", deploymentId=deployment_id)
     assert api.rollout.stops == [(deployment_id, True), (deployment_id, None)]
     await api.set_status(deployment_id, "Stopped")
-    error = await api.error("stop_deployment", deploymentId=deployment_id)
-    assert error.response["Error"]["Code"] == "DeploymentAlreadyCompletedException"
-    assert len(api.rollout.stops) == 2
+    api.rollout.stop_answer = "Succeeded"
+    answer = await api.call("stop_deployment", deploymentId=deployment_id)
+    assert answer["status"] == "Succeeded"
+    assert len(api.rollout.stops) == 3
+    for status in ("Succeeded", "Failed"):
+        await api.set_status(deployment_id, status)
+        error = await api.error("stop_deployment", deploymentId=deployment_id)
+        assert error.response["Error"]["Code"] == "DeploymentAlreadyCompletedException"
+    assert len(api.rollout.stops) == 3
 
 
 @pytest.mark.asyncio
