@@ -249,6 +249,12 @@ def _apply_event(events: list[dict[str, Any]], details: Mapping[str, str], now: 
     event["endTime"] = end
     if state == EventState.SUCCEEDED.value:
         event["diagnostics"] = dict(SUCCESS_DIAGNOSTICS)
+        warnings = restore_newlines(details.get("message", ""))
+        if warnings:
+            # Not in CodeDeploy: the agent's `warning: ...` lines (files of the previous
+            # revision it could not remove, retried next time) follow "Succeeded", so operators
+            # see them in GetDeploymentTarget instead of only in the host's log.
+            event["diagnostics"]["message"] = f"Succeeded\n{warnings}"
     if state == EventState.FAILED.value:
         # A failure the deployment ignores (ignoreApplicationStopFailures): the agent goes on.
         event["diagnostics"] = {

@@ -192,3 +192,21 @@ def test_ignored_application_stop_failure_is_shown_failed() -> None:
     assert stop["diagnostics"]["message"] == "ignored: Script at specified location: stop.sh failed"
     assert _event(target, "DownloadBundle")["status"] == "InProgress"
     assert target["status"] == "InProgress"
+
+
+def test_warnings_of_a_succeeded_event_follow_succeeded() -> None:
+    """The agent's warnings on a Succeeded event reach the diagnostics' message; the event
+    stays Succeeded with errorCode Success."""
+    target = _target()
+    details = details_for_event("Install", EventStatus.SUCCEEDED, _at(101), _at(102))
+    details["message"] = "warning: Could not remove /srv/app/locked.txt\u2028warning: another"
+    assert apply_change(target, JobStatus.IN_PROGRESS, details, 2, 102.0)
+    install = _event(target, "Install")
+    assert install["status"] == "Succeeded"
+    assert install["diagnostics"]["errorCode"] == "Success"
+    assert install["diagnostics"]["message"] == (
+        "Succeeded\nwarning: Could not remove /srv/app/locked.txt\nwarning: another"
+    )
+    plain = details_for_event("AfterInstall", EventStatus.SUCCEEDED, _at(102), _at(103))
+    assert apply_change(target, JobStatus.IN_PROGRESS, plain, 3, 103.0)
+    assert _event(target, "AfterInstall")["diagnostics"]["message"] == "Succeeded"
