@@ -76,6 +76,9 @@ class EventResult:
     #: Succeeded without running anything: the appspec has no scripts for the event, or there
     #: is no previous revision to run them from (the real agent's noop command).
     noop: bool = False
+    #: Problems the event went past that an operator must fix, each saying how (Install: a
+    #: previous revision's path it could not remove). The event still Succeeded.
+    warnings: tuple[str, ...] = ()
 
     @property
     def duration(self) -> float:
@@ -233,6 +236,8 @@ class _Run:
         self.logs = logs
         self.runner = HookRunner(self.config.hooks, logs)
         self.log = _log.bind(deployment_id=spec.deployment_id)
+        #: Warnings of the event running now (`EventResult.warnings`).
+        self.warnings: list[str] = []
 
     async def event(self, event: str, reporter: ProgressReporter) -> EventResult:
         """Run one lifecycle event and report it; never raises for a user's mistake."""
@@ -242,6 +247,7 @@ class _Run:
         log.info("lifecycle event started")
         status = EventStatus.SUCCEEDED
         ignored = noop = False
+        self.warnings = []
         try:
             noop = not await self._dispatch(event)
             # Nothing to run ends Succeeded with the real agent's noop completion message
@@ -260,13 +266,21 @@ class _Run:
             if not isinstance(exc, AgentError):
                 log.exception("lifecycle event crashed")
         result = EventResult(
-            event, status, started, datetime.now(UTC), diagnostics, ignored=ignored, noop=noop
+            event,
+            status,
+            started,
+            datetime.now(UTC),
+            diagnostics,
+            ignored=ignored,
+            noop=noop,
+            warnings=tuple(self.warnings),
         )
         log.info(
             "lifecycle event finished",
             status=status.value,
             ignored=ignored,
             noop=noop,
+            warnings=len(result.warnings),
             duration=round(result.duration, 3),
             **({} if status is not EventStatus.FAILED else {"message": diagnostics.message}),
         )
@@ -340,6 +354,14 @@ class _Run:
         )
         for warning in report.cleanup_warnings:
             self.log.warning("cleanup of the previous revision incomplete", detail=warning)
+        # Deliberate divergence. The real agent (reference §5.1 step 1, installer.rb) deletes the
+        # cleanup file only after every removal: its first path that cannot be removed raises,
+        # fails Install, and leaves the whole file for the next deployment, which replays it
+        # and fails the same way until an operator fixes the path. A leftover file of the old
+        # revision must not block every deployment and rollback, so Install goes on; like the
+        # real agent we retry (the path stays in the new cleanup file), and the warning is
+        # reported with the event: on `local`'s console and in the Jobs IN_PROGRESS update.
+        self.warnings.extend(report.cleanup_warnings)
         await asyncio.to_thread(self.root.set_last_successful, spec.deployment_group_id, deployment)
 
     async def run_hooks(self, event: str) -> bool:

@@ -42,6 +42,8 @@ DEFAULT_GROUP_NAME = "LocalFleet"
 VALID_TYPES = ("tgz", "tar", "zip", "directory")
 _REQUIRED = (LifecycleEvent.DOWNLOAD_BUNDLE.value, LifecycleEvent.INSTALL.value)
 _TAIL_LINES = 10
+#: Warnings shown per event; a read-only mount can produce one per file of a revision.
+_MAX_WARNINGS_SHOWN = 10
 #: Width of the status column: fits "Succeeded (no scripts)", the longest status shown.
 _STATUS_WIDTH = 22
 
@@ -274,7 +276,9 @@ class ConsoleReporter:
     """Prints one line per lifecycle event, live: the name when it starts, the outcome when it
     ends (`  ApplicationStart     Succeeded                 0.12 s`); the lines form the summary
     table. An event with nothing to run shows `Succeeded (no scripts)`: CodeDeploy reports it
-    Succeeded, and the console still tells it apart from one whose scripts ran."""
+    Succeeded, and the console still tells it apart from one whose scripts ran. Warnings of an
+    event (a previous revision's file Install could not remove) follow its line, each as
+    `      warning: <what, and how to fix it>`."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -293,6 +297,15 @@ class ConsoleReporter:
         note = _note(result)
         if note:
             print(f"      {note}", file=self.out, flush=True)
+        for warning in result.warnings[:_MAX_WARNINGS_SHOWN]:
+            print(f"      warning: {warning}", file=self.out, flush=True)
+        if len(result.warnings) > _MAX_WARNINGS_SHOWN:
+            more = len(result.warnings) - _MAX_WARNINGS_SHOWN
+            print(
+                f"      warning: ... and {more} more (the agent log lists every one)",
+                file=self.out,
+                flush=True,
+            )
         if result.status is EventStatus.FAILED and result.diagnostics.log:
             # The diagnostics tail, as the CodeDeploy console shows it; the whole output is in
             # scripts.log. Only the last lines: a full 2 KB tail would bury the summary.
@@ -325,7 +338,7 @@ def print_summary(result: DeploymentResult, out: TextIO) -> None:
     """Events that did not run, then one line counting every outcome and the total time:
     `Summary: 7 succeeded (3 without scripts), 0 failed, 0 not run in 0.42 s`. The
     parenthesis appears when some events had nothing to run, `N skipped` when some were
-    skipped (a previous revision deleted by hand)."""
+    skipped (a previous revision deleted by hand), `N warnings` when events had warnings."""
     ran = {e.event for e in result.events}
     not_run = [e for e in result.spec.lifecycle_events if e not in ran]
     for event in not_run:
@@ -340,6 +353,9 @@ def print_summary(result: DeploymentResult, out: TextIO) -> None:
         f"{counts[EventStatus.FAILED]} failed",
         f"{len(not_run)} not run",
     ]
+    warnings = sum(len(e.warnings) for e in result.events)
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
     print(f"Summary: {', '.join(parts)} in {total:.2f} s", file=out)
 
 

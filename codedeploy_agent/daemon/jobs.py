@@ -256,6 +256,17 @@ class JobsClient:
         self._idle.clear()  # after the add: a sender that just found the outbox empty set it
         self._wake_sender.set()
 
+    async def restore(self) -> None:
+        """Take over the updates a previous agent process left in the outbox (call at start).
+
+        Until they are accepted the client is not idle, so the daemon asks for no job first: a
+        job whose final update is still queued would otherwise come back from start-next as
+        IN_PROGRESS, and be reported a second time.
+        """
+        if await asyncio.to_thread(self.outbox.first) is not None:
+            self._idle.clear()
+            self._wake_sender.set()
+
     def connection_up(self) -> None:
         """Called after each (re)connect: resend what the outbox holds."""
         self._wake_sender.set()

@@ -32,6 +32,7 @@ from codedeploy_agent.errors import ConfigError
 from codedeploy_agent.executor import DeploymentExecutor
 from codedeploy_agent.hooks.reaper import enable_subreaper
 from codedeploy_agent.host.memory import limit_arenas, release_free_memory
+from codedeploy_agent.host.pidfile import ROOT_DIR_HARM, STATE_DIR_HARM, DirectoryLock
 from codedeploy_agent.host.status import (
     AgentState,
     AgentStatus,
@@ -137,7 +138,37 @@ class Daemon:
         `standalone=False` lets several agents share one process (the fleet benchmark): the
         process-wide settings (signal handlers, worker threads, malloc, subreaper) are then the
         caller's business.
+
+        The daemon first locks its state_dir and root_dir (refusing to start when another agent
+        holds either) and keeps them locked until it returns.
         """
+        # Synchronous: a non-blocking flock and a tiny write, and no thread may be started
+        # before `_serve` installs the agent's own default executor.
+        locks = self._lock_directories()
+        try:
+            return await self._serve(standalone)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+
+    def _lock_directories(self) -> list[DirectoryLock]:
+        """Lock state_dir and root_dir (one lock when they are the same directory)."""
+        config = self.config
+        wanted = [DirectoryLock(config.state_dir, "state_dir", STATE_DIR_HARM)]
+        if config.root_dir.resolve() != config.state_dir.resolve():
+            wanted.append(DirectoryLock(config.root_dir, ":root_dir:", ROOT_DIR_HARM))
+        held: list[DirectoryLock] = []
+        try:
+            for lock in wanted:
+                lock.acquire()
+                held.append(lock)
+        except BaseException:
+            for lock in reversed(held):
+                lock.release()
+            raise
+        return held
+
+    async def _serve(self, standalone: bool) -> int:
         self._loop = asyncio.get_running_loop()
         self._standalone = standalone
         await self.session.prepare()  # unreadable certificates fail the start, not later
@@ -150,6 +181,7 @@ class Daemon:
             )
             enable_subreaper()
         await asyncio.to_thread(self.ledger.load)
+        await self.client.restore()
         recovered = await self.worker.recover()
         if recovered:
             _log.warning("reporting jobs interrupted by a restart", job_ids=recovered)

@@ -21,8 +21,9 @@ from codedeploy_agent.clock import ClockMonitor
 from codedeploy_agent.daemon.jobs import JobsClient
 from codedeploy_agent.daemon.state import RUNNING, JobLedger
 from codedeploy_agent.diagnostics import RESTART_MESSAGE
-from codedeploy_agent.errors import AgentError
+from codedeploy_agent.errors import AgentError, HostStateError
 from codedeploy_agent.executor import DeploymentExecutor, EventResult, EventStatus
+from codedeploy_agent.host.tracker import OngoingDeployments
 from codedeploy_agent.log import get_logger
 from codedeploy_agent.protocol.errors import JobRejected, RejectReason
 from codedeploy_agent.protocol.jobdoc import (
@@ -34,15 +35,17 @@ from codedeploy_agent.protocol.jobdoc import (
 )
 from codedeploy_agent.protocol.keys import Ed25519PublicKey
 from codedeploy_agent.protocol.messages import (
-    EventStatus as WireEventStatus,
-)
-from codedeploy_agent.protocol.messages import (
+    MAX_DETAIL_CHARS,
     FailureCode,
     JobExecution,
     JobStatus,
     StatusDetails,
     details_for_event,
     details_for_failure,
+    sanitize_detail,
+)
+from codedeploy_agent.protocol.messages import (
+    EventStatus as WireEventStatus,
 )
 from codedeploy_agent.spec import CodeCommitRevision, S3Revision
 
@@ -101,7 +104,8 @@ class JobWorker:
 
     async def recover(self) -> list[str]:
         """Report jobs a previous agent process was killed in as FAILED FailedAfterRestart
-        (PROTOCOL.md 5); returns their ids. Runs before any new work is taken."""
+        (PROTOCOL.md 5), then clears the ongoing-deployment markers; returns their ids. Runs
+        before any new work is taken."""
         recovered = []
         for entry in self.ledger.running():
             details = details_for_failure(
@@ -122,7 +126,32 @@ class JobWorker:
                 lifecycle_event=entry.lifecycle_event,
             )
             recovered.append(entry.job_id)
+        await asyncio.to_thread(self._clear_markers, recovered)
         return recovered
+
+    def _clear_markers(self, recovered: Sequence[str]) -> None:
+        """Remove the ongoing-deployment markers (reference §2.2) a killed agent left.
+
+        The real agent reports the newest marker's command and then removes the directory. Here
+        the ledger, written before each marker, is the record of interrupted jobs (the jobs just
+        reported), so the markers are only cleared: nothing may think a deployment still runs
+        (the real agent refuses to stop while one does). No deployment runs yet, and the
+        root_dir lock keeps other agents out of this deployment root.
+        """
+        markers = OngoingDeployments(self.executor.root.ongoing)
+        try:
+            newest = markers.most_recent()
+            if newest is not None and newest[1] not in recovered:
+                _log.warning(
+                    "ongoing-deployment marker of a job the ledger does not list as running; "
+                    "clearing it without a report",
+                    deployment_id=newest[0],
+                    job_id=newest[1],
+                )
+            markers.clear_all()
+        except HostStateError as exc:
+            # Not fatal: the ledger, not the markers, decides what a restart reports.
+            _log.warning("cannot clear the ongoing-deployment markers", reason=str(exc))
 
     async def run(self, execution: JobExecution) -> None:
         """Run one execution to its end and queue its final update."""
@@ -149,8 +178,11 @@ class JobWorker:
         self.progress = Progress(job_id, doc.deployment_id)
         self.on_progress(self.progress)
         try:
-            # Every log line of this job (executor, hooks, installer) names the job.
-            with structlog.contextvars.bound_contextvars(job_id=job_id):
+            # Every log line of this deployment (executor, hooks, installer, sources, archive)
+            # names the job and the deployment; _JobReporter adds the running lifecycle event.
+            with structlog.contextvars.bound_contextvars(
+                job_id=job_id, deployment_id=doc.deployment_id
+            ):
                 await self._deploy(job_id, doc)
         finally:
             self.progress = None
@@ -242,6 +274,9 @@ class JobWorker:
                 )
                 return
             raise
+        finally:
+            # No event runs any more (the lines above still name the stopped one).
+            structlog.contextvars.unbind_contextvars("lifecycle_event")
         failure = result.failure
         if failure is None:
             last = result.events[-1] if result.events else None
@@ -317,6 +352,8 @@ class _JobReporter:
     async def event_started(self, event: str, started_at: datetime) -> None:
         """Remember the event (the ledger names it if the agent dies now)."""
         self.event = event
+        # The job's task context: every line logged until the next event names this one.
+        structlog.contextvars.bind_contextvars(lifecycle_event=event)
         worker = self.worker
         # The ledger first: whatever shows the event (status file, sd_notify) must never be
         # ahead of what a restarted agent will report as the interrupted event.
@@ -338,7 +375,13 @@ class _JobReporter:
             )
 
     async def event_finished(self, result: EventResult) -> None:
-        """IN_PROGRESS with the event's outcome; a blocking failure waits for the final FAILED."""
+        """IN_PROGRESS with the event's outcome; a blocking failure waits for the final FAILED.
+
+        `message` carries what the operator must know about an event that did not stop the
+        deployment: an ignored failure (`ignored: ...`) and each warning (`warning: ...`), one
+        per line, within the 1,024 characters of a statusDetails value. The event keeps its
+        status: an event with warnings is still Succeeded.
+        """
         if result.blocking_failure:
             return
         details = details_for_event(
@@ -347,8 +390,21 @@ class _JobReporter:
             result.started_at,
             result.ended_at,
         )
+        lines = [f"warning: {warning}" for warning in result.warnings]
         if result.status is EventStatus.FAILED:
-            details["message"] = "ignored: " + result.diagnostics.message[:900]
+            lines.insert(0, "ignored: " + result.diagnostics.message)
+        if lines:
+            message = sanitize_detail("\n".join(lines))
+            if len(message) > MAX_DETAIL_CHARS:
+                # The agent log has every warning in full (the executor logs each one).
+                more = (
+                    f"\u2026 ({len(result.warnings)} warnings in all; the agent log lists "
+                    "every one)"
+                    if len(result.warnings) > 1
+                    else "\u2026"
+                )
+                message = message[: MAX_DETAIL_CHARS - len(more)] + more
+            details["message"] = message
         # Re-specifying the step timer restarts it, so it covers each event, not the sum.
         await self.worker.client.enqueue_update(
             self.job_id, JobStatus.IN_PROGRESS, details, step_timeout_minutes=self.step_timeout

@@ -9,10 +9,20 @@ The lock, not the pid file, says whether an agent runs: the kernel drops it when
 however it dies. The real agent decides from the pid file and `ps` output (Quirk: a recycled pid
 or a leftover pid file can make `status` report an agent that is not there); we trust the pid
 file only while someone holds the lock. Two agents with different `pid_dir`s run side by side.
+
+The pid lock alone would let two agents with different `pid_dir`s share a `state_dir` (one
+ledger, one outbox: each would run and report the other's jobs) or a `:root_dir:` (each would
+overwrite the other's revisions and pointers). So the daemon also holds `DirectoryLock`s:
+
+```
+<state_dir>/.lock    flock(LOCK_EX | LOCK_NB) for the daemon's lifetime; holds its pid
+<root_dir>/.lock     the same, for the deployment root
+```
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import time
@@ -45,8 +55,31 @@ class AgentAlreadyRunning(AgentError):  # noqa: N818 - the name the brief and CL
         )
         super().__init__(
             f"Could not acquire lock on {lock_file} - aborting start! {holder} Check it with "
-            f"`{check}`; stop that agent first, or give this one its own :pid_dir:."
+            f"`{check}`; stop that agent first, or give this one its own :pid_dir: (and its "
+            "own state_dir and :root_dir: too: two agents must never share them)."
         )
+        self.lock_file = lock_file
+        self.pid = pid
+
+
+class DirectoryInUse(AgentError):  # noqa: N818 - named like AgentAlreadyRunning
+    """Raised by `DirectoryLock.acquire` when another agent uses the directory; `pid` is its pid
+    or None when unknown."""
+
+    def __init__(
+        self, setting: str, directory: Path, lock_file: Path, pid: int | None, harm: str
+    ) -> None:
+        holder = (
+            f"another agent (PID {pid}) uses it"
+            if pid is not None
+            else "another process uses it (its PID is unknown)"
+        )
+        super().__init__(
+            f"Could not acquire lock on {lock_file} - aborting start! The {setting} {directory} "
+            f"is in use: {holder}. Two agents sharing a {setting} {harm}. Stop that agent "
+            f"first, or give this one its own {setting}."
+        )
+        self.directory = directory
         self.lock_file = lock_file
         self.pid = pid
 
@@ -224,3 +257,93 @@ def read_running_pid(pid_dir: Path, program_name: str) -> int | None:
         return None
     pid = _read_pid(pid_file_path(pid_dir, program_name))
     return pid if pid is not None and _process_exists(pid) else None
+
+
+#: What goes wrong when two agents share each directory the daemon locks (DirectoryInUse).
+STATE_DIR_HARM: Final = "would run and report each other's jobs (they share jobs.json and outbox/)"
+ROOT_DIR_HARM: Final = (
+    "would deploy into the same deployment root and overwrite each other's revisions, "
+    "pointers and ongoing-deployment markers"
+)
+
+
+class DirectoryLock:
+    """`<directory>/.lock`, flocked exclusively while one agent uses `directory`.
+
+    The kernel drops the lock when the holder dies, however it dies, so a crash never blocks the
+    next start. The holder writes its pid into the lock file so that a refused start can name
+    it. `setting` is the config key shown in the refusal (`state_dir`, `:root_dir:`) and `harm`
+    says what sharing the directory would break. Not reentrant.
+    """
+
+    NAME: Final = ".lock"
+
+    def __init__(self, directory: Path, setting: str, harm: str) -> None:
+        self.directory = directory
+        self.path = directory / self.NAME
+        self.setting = setting
+        self.harm = harm
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """True between a successful acquire() and release()."""
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        """Create `directory` if needed and take the lock; raise DirectoryInUse when another
+        process holds it, HostStateError when the directory or the file cannot be written."""
+        if self._fd is not None:
+            raise RuntimeError(f"{self.path} is already held by this DirectoryLock")
+        try:
+            self.directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+            # O_CLOEXEC: a daemon a lifecycle script leaves behind must not keep the lock.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise self._io_error(err) from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _read_pid(self.path)
+            os.close(fd)
+            raise DirectoryInUse(
+                self.setting,
+                self.directory,
+                self.path,
+                pid if pid is not None and _process_exists(pid) else None,
+                self.harm,
+            ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as err:
+            os.close(fd)
+            raise self._io_error(err) from err
+        self._fd = fd
+
+    def release(self) -> None:
+        """Empty the lock file (no pid names a stopped agent) and drop the lock."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        os.close(self._fd)  # closing the only descriptor releases the flock
+        self._fd = None
+
+    def _io_error(self, err: OSError) -> HostStateError:
+        return HostStateError(
+            f"Cannot write the lock file {self.path}: {err.strerror or err}. Set {self.setting} "
+            "in the agent config to a directory the agent's user can write."
+        )
+
+    def __enter__(self) -> DirectoryLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

@@ -12,12 +12,18 @@ else lives there survives), `semanage\\0p` runs `semanage fcontext -d p`. A fina
 Improvements over the real agent (the "missing files during rollback" pain point): a path
 that no longer exists is skipped silently, and a path the agent cannot remove (permissions,
 immutable attribute, read-only or busy mount, ...) never blocks the deployment: it becomes a
-warning that names the path, the OS error and the fix.
+warning that names the path, the OS error and the fix. Such a path is not forgotten either: it
+is kept (with the recorded directories that hold it) and carried into the new revision's cleanup
+file, so the next deployment tries again. The real agent raises at the first path it cannot
+remove, which fails Install and leaves the whole cleanup file in place: every later deployment
+replays it again (and fails again) until an operator fixes the path. We retry the same way, but
+without failing the deployments in between.
 """
 
 # str paths on purpose: os.path/os.* on str is several times cheaper than pathlib per call,
-# and this module handles every file of a revision (20,000+ in the benchmark).
-# ruff: noqa: PTH106, PTH108
+# and this module handles every file of a revision (20,000+ in the benchmark). Recorded paths
+# are bytes, which pathlib cannot hold (hence os.path.dirname).
+# ruff: noqa: PTH106, PTH108, PTH120
 
 from __future__ import annotations
 
@@ -108,7 +114,8 @@ def _warning(path: bytes, what: str, exc: OSError) -> str:
     fix = _FIXES.get(exc.errno or 0, _DEFAULT_FIX)
     return (
         f"Could not remove {display_path(path)} (previous revision's {what}) during cleanup: "
-        f"{reason}. {fix}; the deployment continues."
+        f"{reason}. {fix}; the deployment continues, and the next deployment tries to remove "
+        "it again."
     )
 
 
@@ -132,39 +139,99 @@ def _remove_context(path: bytes) -> str | None:
     )
 
 
-def replay_entries(entries: tuple[CleanupEntry, ...]) -> tuple[str, ...]:
-    """Undo `entries`, last first; returns the warnings (never raises for a path)."""
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """What undoing a cleanup file did not manage to undo."""
+
+    #: One message per entry that could not be undone: the path, the OS error and the fix.
+    warnings: tuple[str, ...] = ()
+    #: The paths that could not be removed, and the recorded directories that hold them, in
+    #: file (creation) order: the new cleanup file starts with them so the next install retries.
+    kept: tuple[CleanupEntry, ...] = ()
+
+
+def replay_entries(entries: tuple[CleanupEntry, ...]) -> Replay:
+    """Undo `entries`, last first (never raises for a path)."""
     warnings: list[str] = []
+    failed: set[bytes] = set()
     for entry in reversed(entries):
         if entry.kind is EntryKind.SEMANAGE:
+            # Not retried: once an operator has run `semanage fcontext -d` by hand, as the
+            # warning says, a retry would fail ("not defined") and warn on every deployment.
             warning = _remove_context(entry.path)
         else:
             warning = _remove_path(entry.path)
+            if warning is not None:
+                failed.add(entry.path)
         if warning is not None:
             warnings.append(warning)
-    return tuple(warnings)
+    return Replay(tuple(warnings), _kept(entries, failed))
 
 
-def replay_cleanup(cleanup_file: Path) -> tuple[str, ...]:
-    """Undo the install recorded in `cleanup_file`, then delete it; returns warnings.
+def _kept(entries: tuple[CleanupEntry, ...], failed: set[bytes]) -> tuple[CleanupEntry, ...]:
+    """The entries of `failed` paths plus the recorded directories above them: such a directory
+    was left alone only because it is not empty, and must go once the path inside it can."""
+    if not failed:
+        return ()
+    holders: set[bytes] = set()
+    for path in failed:
+        parent = os.path.dirname(path.rstrip(b"/"))
+        while parent not in holders and parent not in (b"", b"/"):
+            holders.add(parent)
+            parent = os.path.dirname(parent)
+    kept: dict[CleanupEntry, None] = {}  # ordered and without duplicates
+    for entry in entries:
+        if entry.kind is EntryKind.PATH and (
+            entry.path in failed or entry.path.rstrip(b"/") in holders
+        ):
+            kept[entry] = None
+    return tuple(kept)
 
-    A missing cleanup file means there is nothing to undo. A cleanup file that cannot be read
-    or deleted is an InstallError (the host's deployment root is broken, nothing to skip).
+
+def replay_cleanup(cleanup_file: Path) -> Replay:
+    """Undo the install recorded in `cleanup_file`, then delete it, or rewrite it with only the
+    entries `Replay.kept` (so that an install failing before it writes its own cleanup file
+    still leaves them for the next one).
+
+    A missing cleanup file means there is nothing to undo. A cleanup file that cannot be read,
+    deleted or rewritten is an InstallError (the host's deployment root is broken, nothing to
+    skip).
     """
     try:
         data = cleanup_file.read_bytes()
     except FileNotFoundError:
-        return ()
+        return Replay()
     except OSError as exc:
         raise _state_error(cleanup_file, "read", exc) from exc
-    warnings = replay_entries(parse_cleanup(data))
+    replay = replay_entries(parse_cleanup(data))
+    if replay.kept:
+        _rewrite(cleanup_file, replay.kept)
+        return replay
     try:
         cleanup_file.unlink()
     except FileNotFoundError:
         pass
     except OSError as exc:
         raise _state_error(cleanup_file, "delete", exc) from exc
-    return warnings
+    return replay
+
+
+def _rewrite(cleanup_file: Path, entries: tuple[CleanupEntry, ...]) -> None:
+    """Replace `cleanup_file` atomically with `entries` (a crash leaves the old or the new)."""
+    temp = cleanup_file.with_name(cleanup_file.name + ".tmp")
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(b"".join(_line(entry) for entry in entries))
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.replace(cleanup_file)
+    except OSError as exc:
+        raise _state_error(cleanup_file, "rewrite", exc) from exc
+
+
+def _line(entry: CleanupEntry) -> bytes:
+    prefix = SEMANAGE_PREFIX if entry.kind is EntryKind.SEMANAGE else b""
+    return prefix + entry.path + b"\n"
 
 
 def _state_error(path: Path, verb: str, exc: OSError) -> InstallError:
@@ -188,6 +255,11 @@ class CleanupWriter:
     def record_context(self, realpath: str) -> None:
         """Record an SELinux file context registered for `realpath`."""
         self._write(SEMANAGE_PREFIX + os.fsencode(realpath) + b"\n")
+
+    def carry(self, entries: tuple[CleanupEntry, ...]) -> None:
+        """Record entries of an earlier cleanup file that could not be undone yet."""
+        for entry in entries:
+            self._write(_line(entry))
 
     def _write(self, line: bytes) -> None:
         self._handle.write(line)
@@ -221,6 +293,7 @@ __all__ = [
     "CleanupEntry",
     "CleanupWriter",
     "EntryKind",
+    "Replay",
     "open_cleanup_writer",
     "parse_cleanup",
     "replay_cleanup",

@@ -352,6 +352,38 @@ async def test_second_sigterm_forces_the_hook_to_stop(
     assert "stopped the running AfterInstall hook at once" in execution.status_details["message"]
 
 
+async def test_sigterm_stops_a_hook_that_outlasts_kill_agent_max_wait_time(
+    agent: Agent, service: FakeJobsService, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGTERM while a hook runs longer than `kill_agent_max_wait_time_seconds`: when the wait
+    runs out the hook's processes are stopped, the job is FAILED saying so, and the agent
+    exits 0."""
+    agent.extra[":kill_agent_max_wait_time_seconds"] = 1
+    pid_file = tmp_path / "hook.pid"
+    bundle = write_bundle(tmp_path / "bundle", {"AfterInstall": f"echo $$ > {pid_file}\nsleep 300"})
+    service.queue_job(THING, "job-w", document(keys, bundle, "d-MAXWAIT01"))
+    agent.start()
+    await service.wait_for(
+        lambda: pid_file.exists() and pid_file.read_text().strip() != "", timeout=30
+    )
+    hook = psutil.Process(int(pid_file.read_text()))
+    agent.signal(signal.SIGTERM)
+    try:
+        assert await asyncio.to_thread(agent.wait, 30) == 0
+        assert not hook.is_running() or hook.status() == psutil.STATUS_ZOMBIE
+    finally:
+        if hook.is_running():
+            hook.kill()
+    execution = await service.wait_for_status(THING, "job-w", {JobStatus.FAILED}, timeout=10)
+    assert execution.status_details["lifecycleEvent"] == "AfterInstall"
+    assert execution.status_details["errorCode"] == "UnknownError"
+    assert execution.status_details["message"] == (
+        "The agent was stopping (SIGTERM) and stopped the running AfterInstall hook after "
+        "waiting 1 s (kill_agent_max_wait_time_seconds). Deploy again once the agent is back."
+    )
+    assert service.violations == []
+
+
 async def test_background_app_survives_an_agent_restart(
     agent: Agent, service: FakeJobsService, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:

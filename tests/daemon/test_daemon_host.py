@@ -162,6 +162,47 @@ async def test_json_log_format(agent: Agent, service: FakeJobsService) -> None:
     assert started["level"] == "info"
 
 
+async def test_json_log_lines_of_a_deployment_name_it(
+    agent: Agent, service: FakeJobsService, keys: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Every line a deployment logs, whoever logs it (executor, hook runner, archive code in a
+    worker thread), names the job and the deployment, and the lifecycle event while one runs."""
+    agent.extra["log_format"] = "json"
+    # One top-level folder in the archive: the unpacker logs that it strips it (DownloadBundle).
+    write_bundle(tmp_path / "wrapped" / "app-1.0", {"AfterInstall": "echo hi"})
+    archive = make_tgz(tmp_path / "wrapped", tmp_path / "app.tgz")
+    doc = signed_job_document(
+        keys[0],
+        KEY_ID,
+        deployment_id="d-LOGCTX001",
+        group_id="dg-web",
+        location=archive,
+        bundle_type="tgz",
+    )
+    service.queue_job(THING, "job-log", doc)
+    agent.start()
+    await service.wait_for_status(THING, "job-log", {JobStatus.SUCCEEDED}, timeout=30)
+    await asyncio.to_thread(agent.stop)
+    lines = [json.loads(line) for line in agent.log_file.read_text().splitlines()]
+    context = {"job_id": "job-log", "deployment_id": "d-LOGCTX001"}
+
+    def only(event: str) -> dict[str, object]:
+        found: list[dict[str, object]] = [line for line in lines if line["event"] == event]
+        assert len(found) == 1, (event, found)
+        return found[0]
+
+    assert only("script finished").items() >= {**context, "lifecycle_event": "AfterInstall"}.items()
+    stripping = only("Stripping leading directory from archive bundle contents.")
+    assert stripping.items() >= {**context, "lifecycle_event": "DownloadBundle"}.items()
+    assert only("deployment started").items() >= context.items()
+    finished = only("job finished")
+    assert finished.items() >= context.items()
+    assert "lifecycle_event" not in finished  # no event runs any more
+    deployment = [line for line in lines if line.get("deployment_id") == "d-LOGCTX001"]
+    assert len(deployment) > 15  # the 7 events start and finish, among others
+    assert all(line.get("job_id") == "job-log" for line in deployment), deployment
+
+
 async def test_embedded_broker_mqtt_311(
     amqtt_broker: EmbeddedBroker,  # noqa: F811
     keys: tuple[Path, Path],

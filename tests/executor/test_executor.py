@@ -14,7 +14,12 @@ import pytest
 from codedeploy_agent.config import AgentConfig, HookSettings
 from codedeploy_agent.diagnostics import MAX_PAYLOAD_CHARS, NOOP_MESSAGE, Diagnostics
 from codedeploy_agent.errors import ErrorCode, ScriptError
-from codedeploy_agent.executor import DeploymentExecutor, EventResult, EventStatus
+from codedeploy_agent.executor import (
+    DeploymentExecutor,
+    DeploymentResult,
+    EventResult,
+    EventStatus,
+)
 from codedeploy_agent.lifecycle import DEFAULT_ORDER
 from codedeploy_agent.spec import BundleType, DeploymentSpec, LocalRevision, RevisionType
 
@@ -347,3 +352,86 @@ def test_diagnostics_json_shape() -> None:
         "message": "Failed: Failing in-progress lifecycle event after an agent restart.",
         "log": "",
     }
+
+
+def write_script(root: Path, name: str, body: str = "exit 0") -> str:
+    """An executable `scripts/<name>` in the bundle at `root`; returns its location."""
+    path = root / "scripts" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+    return f"scripts/{name}"
+
+
+@pytest.mark.asyncio
+async def test_step_timer_gets_the_sum_of_an_events_script_timeouts(
+    executor: DeploymentExecutor, tmp_path: Path
+) -> None:
+    """Several scripts of one event report the sum of their timeouts (300 + 150 = 450); a
+    script without `timeout` counts CodeDeploy's default of 3,600 s (300 + 3,600 = 3,900)."""
+    src = tmp_path / "v1"
+    lines = [
+        "version: 0.0",
+        "os: linux",
+        "hooks:",
+        "  ApplicationStart:",
+        f"    - location: {write_script(src, 'start-a.sh')}",
+        "      timeout: 300",
+        f"    - location: {write_script(src, 'start-b.sh')}",
+        "      timeout: 150",
+        "  ValidateService:",
+        f"    - location: {write_script(src, 'validate-a.sh')}",
+        "      timeout: 300",
+        f"    - location: {write_script(src, 'validate-b.sh')}",
+    ]
+    (src / "appspec.yml").write_text("\n".join(lines) + "\n")
+    recorder = Recorder()
+    events = ("DownloadBundle", "Install", "ApplicationStart", "ValidateService")
+
+    result = await executor.run(spec(src, "d-1", events), recorder)
+
+    assert result.succeeded, result.failure
+    assert [call for call in recorder.calls if call[0] == "scripts"] == [
+        ("scripts", "ApplicationStart:450"),
+        ("scripts", "ValidateService:3900"),
+    ]
+
+
+def assert_no_appspec_found(executor: DeploymentExecutor, result: DeploymentResult) -> None:
+    """The deployment failed its first event for want of its own revision's appspec."""
+    archive = executor.root.deployment(GROUP, result.spec.deployment_id).archive
+    assert result.failure is result.events[0]
+    assert result.failure.diagnostics == Diagnostics(
+        ErrorCode.UNKNOWN_ERROR,
+        "",
+        "The CodeDeploy agent did not find an AppSpec file within the unpacked revision "
+        'directory at revision-relative path "appspec.yml". The revision was unpacked to '
+        f'directory "{archive}", and the AppSpec file was expected but not found at path '
+        f'"{archive}/appspec.yml". Consult the AWS CodeDeploy Appspec documentation for more '
+        "information at "
+        "http://docs.aws.amazon.com/codedeploy/latest/userguide/reference-appspec-file.html",
+        "",
+    )
+
+
+@pytest.mark.asyncio
+async def test_validate_service_without_the_revision_unpacked_fails(
+    executor: DeploymentExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ValidateService runs from the new revision only: when this deployment has no archive
+    (DownloadBundle did not run), it fails with CodeDeploy's "did not find an AppSpec file",
+    on a group's first deployment and after a successful one alike (it never falls back to
+    the previous revision, whose script does not run)."""
+    proof = tmp_path / "proof"
+    monkeypatch.setenv("PROOF", str(proof))
+    src = bundle(tmp_path, "v1", {"ValidateService": record("ValidateService")})
+    only_validate = ("ValidateService",)
+
+    first = await executor.run(spec(src, "d-1", only_validate))
+    assert_no_appspec_found(executor, first)
+    assert not proof.exists()
+
+    assert (await executor.run(spec(src, "d-2"))).succeeded
+    later = await executor.run(spec(src, "d-3", only_validate))
+    assert_no_appspec_found(executor, later)
+    assert proof.read_text().splitlines() == ["ValidateService d-2"]

@@ -29,6 +29,9 @@ It is the reference the agent is tested against, so it follows the AWS IoT Jobs 
   that execution is answered with the very same accepted payload and changes nothing, even when
   the execution has reached a terminal state since (a retry after a lost reply). The same token
   with other content is served as a new request and recorded as a violation.
+  `ignore_client_tokens=True` turns this off, as AWS IoT Jobs really behaves (it does not
+  de-duplicate updates by clientToken): a resend is then served as a new request, so one that
+  carried `expectedVersion` gets VersionMismatch.
 - **clientToken** is optional on AWS but required by PROTOCOL.md; a request without one is
   rejected with InvalidRequest (and is a violation).
 - **start-next** on a QUEUED execution starts it (version + 1, startedAt, the request's
@@ -234,6 +237,7 @@ class FakeJobsService:
         things: Iterable[str] | None = None,
         time_scale: float = 60.0,
         terminal_update_code: RejectedErrorCode = RejectedErrorCode.TERMINAL_STATE_REACHED,
+        ignore_client_tokens: bool = False,
         connect_timeout: float = 10.0,
     ) -> None:
         self.broker_host = broker_host
@@ -247,6 +251,8 @@ class FakeJobsService:
         #: Seconds one job minute lasts (timers only).
         self.time_scale = time_scale
         self.terminal_update_code = terminal_update_code
+        #: Serve a resent update as a new request, as AWS does (module docstring, Idempotency).
+        self.ignore_client_tokens = ignore_client_tokens
         self.connect_timeout = connect_timeout
         #: Every request received and every reply or notification published, in order.
         self.log: list[tuple[str, Payload]] = []
@@ -563,7 +569,7 @@ class FakeJobsService:
         request = _decode(payload, UpdateRequest)
         assert isinstance(raw, dict)
         execution = self._find_for_update(thing, job_id, request)
-        replay = execution.applied.get(request.client_token)
+        replay = None if self.ignore_client_tokens else execution.applied.get(request.client_token)
         if replay is not None:
             if replay[0] == request:
                 self._reply(f"{topic}/accepted", replay[1])

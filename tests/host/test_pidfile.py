@@ -155,7 +155,8 @@ def test_second_agent_is_refused_with_the_holders_pid(
         f"Could not acquire lock on {lock} - aborting start! Another agent holds it: "
         f"PID {holder.pid} (from {pid_file}). Check it with "
         "`codedeploy-agent status -c /etc/codedeploy-agent/conf/codedeployagent.yml`; stop that "
-        "agent first, or give this one its own :pid_dir:."
+        "agent first, or give this one its own :pid_dir: (and its own state_dir and :root_dir: "
+        "too: two agents must never share them)."
     )
     # The refused start left the running agent's pid file alone.
     assert pid_file.read_text() == f"{holder.pid}\n"
@@ -174,7 +175,8 @@ def test_holder_without_pid_file(tmp_path: Path, children: list[Child]) -> None:
     assert str(info.value) == (
         f"Could not acquire lock on {lock} - aborting start! Another process holds it "
         f"({pid_file_path(tmp_path, PROGRAM)} is missing or unreadable). Check it with "
-        "`codedeploy-agent status`; stop that agent first, or give this one its own :pid_dir:."
+        "`codedeploy-agent status`; stop that agent first, or give this one its own :pid_dir: "
+        "(and its own state_dir and :root_dir: too: two agents must never share them)."
     )
 
 

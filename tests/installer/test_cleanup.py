@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from codedeploy_agent.installer import replay_cleanup
-from codedeploy_agent.installer.cleanup import CleanupEntry, EntryKind, parse_cleanup
+from codedeploy_agent.installer import Replay, replay_cleanup
+from codedeploy_agent.installer.cleanup import CleanupEntry, EntryKind, _kept, parse_cleanup
 
 if TYPE_CHECKING:
     from tests.installer.conftest import FakeTools
@@ -54,7 +54,7 @@ def test_replay_removes_files_links_and_empty_directories_last_first(tmp_path: P
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(lines(app, app / "sub", app / "sub" / "f", app / "link"))
 
-    assert replay_cleanup(cleanup) == ()
+    assert replay_cleanup(cleanup) == Replay()
 
     assert not app.exists()
     assert (target_dir / "keep").read_text() == "k"  # the link went, not what it pointed to
@@ -70,7 +70,7 @@ def test_replay_keeps_directories_with_foreign_content_silently(tmp_path: Path) 
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(lines(app, app / "ours"))
 
-    assert replay_cleanup(cleanup) == ()
+    assert replay_cleanup(cleanup) == Replay()
 
     assert sorted(p.name for p in app.iterdir()) == ["theirs"]
 
@@ -83,7 +83,7 @@ def test_replay_skips_missing_paths_silently(tmp_path: Path) -> None:
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(lines(tmp_path / "gone", tmp_path / "was-a-dir" / "child", present))
 
-    assert replay_cleanup(cleanup) == ()
+    assert replay_cleanup(cleanup) == Replay()
 
     assert not present.exists()
     assert (tmp_path / "was-a-dir").exists()
@@ -91,7 +91,7 @@ def test_replay_skips_missing_paths_silently(tmp_path: Path) -> None:
 
 def test_replay_of_missing_cleanup_file_does_nothing(tmp_path: Path) -> None:
     """No cleanup file (first deployment of a group) means nothing to undo."""
-    assert replay_cleanup(tmp_path / "dg-cleanup") == ()
+    assert replay_cleanup(tmp_path / "dg-cleanup") == Replay()
 
 
 def test_replay_drops_the_torn_last_line(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_replay_drops_the_torn_last_line(tmp_path: Path) -> None:
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(lines(whole) + os.fsencode(prefix))
 
-    assert replay_cleanup(cleanup) == ()
+    assert replay_cleanup(cleanup) == Replay()
 
     assert not whole.exists()
     assert prefix.exists()
@@ -116,7 +116,7 @@ def test_replay_removes_non_utf8_paths(tmp_path: Path) -> None:
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(raw + b"\n")
 
-    assert replay_cleanup(cleanup) == ()
+    assert replay_cleanup(cleanup) == Replay()
 
     assert not os.path.lexists(raw)
 
@@ -139,26 +139,55 @@ def immutable_file(tmp_path: Path) -> Iterator[Path]:
 def test_unremovable_file_becomes_a_warning_and_cleanup_continues(
     tmp_path: Path, immutable_file: Path
 ) -> None:
-    """An immutable file is reported (path, error, fix) and everything else is still removed."""
+    """An immutable file is reported (path, error, fix) and everything else is still removed;
+    the file and the recorded directory holding it stay in the cleanup file, to retry."""
     app = immutable_file.parent
     other = app / "other"
     other.write_text("o")
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(lines(app, immutable_file, other))
 
-    warnings = replay_cleanup(cleanup)
+    replay = replay_cleanup(cleanup)
 
-    assert warnings == (
+    assert replay.warnings == (
         (
             f"Could not remove {immutable_file} (previous revision's file) during cleanup: "
             "Operation not permitted. Remove it by hand or fix its permissions (lsattr/chattr -i, "
-            "mount rw); the deployment continues."
+            "mount rw); the deployment continues, and the next deployment tries to remove it "
+            "again."
         ),
+    )
+    assert replay.kept == (
+        CleanupEntry(EntryKind.PATH, os.fsencode(app)),
+        CleanupEntry(EntryKind.PATH, os.fsencode(immutable_file)),
     )
     assert not other.exists()
     assert immutable_file.exists()
-    assert app.exists()  # not empty: kept silently
+    assert app.exists()  # not empty: kept
+    # Rewritten with only what is left, so an install that fails before writing its own
+    # cleanup file does not lose them.
+    assert cleanup.read_bytes() == lines(app, immutable_file)
+
+    subprocess.run(["chattr", "-i", str(immutable_file)], check=True)
+    assert replay_cleanup(cleanup) == Replay()
+    assert not app.exists()
     assert not cleanup.exists()
+
+
+def test_only_recorded_directories_holding_a_kept_path_are_kept(tmp_path: Path) -> None:
+    """Of the recorded entries, a path that could not be removed is kept with the recorded
+    directories above it (in file order, once each); siblings and other directories are not."""
+    entries = (
+        CleanupEntry(EntryKind.PATH, b"/srv/app"),
+        CleanupEntry(EntryKind.PATH, b"/srv/app/sub/"),
+        CleanupEntry(EntryKind.PATH, b"/srv/app/sub/locked"),
+        CleanupEntry(EntryKind.PATH, b"/srv/app/sub/other"),
+        CleanupEntry(EntryKind.PATH, b"/srv/apple"),
+        CleanupEntry(EntryKind.SEMANAGE, b"/srv/app/sub/locked"),
+        CleanupEntry(EntryKind.PATH, b"/srv/app/sub/locked"),
+    )
+    assert _kept(entries, {b"/srv/app/sub/locked"}) == entries[:3]
+    assert _kept(entries, set()) == ()
 
 
 @pytest.fixture
@@ -190,17 +219,22 @@ def _writable(directory: Path) -> bool:
 
 @pytest.mark.root
 def test_file_on_read_only_mount_becomes_a_warning(tmp_path: Path, read_only_mount: Path) -> None:
-    """EROFS is reported with the remount fix; the deployment is not blocked."""
+    """EROFS is reported with the remount fix; the deployment is not blocked, and the file
+    stays in the cleanup file."""
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(lines(read_only_mount / "f"))
 
-    assert replay_cleanup(cleanup) == (
+    replay = replay_cleanup(cleanup)
+
+    assert replay.warnings == (
         (
             f"Could not remove {read_only_mount}/f (previous revision's file) during cleanup: "
             "Read-only file system. Remount the file system read-write (mount -o remount,rw) or "
-            "remove it by hand; the deployment continues."
+            "remove it by hand; the deployment continues, and the next deployment tries to remove "
+            "it again."
         ),
     )
+    assert cleanup.read_bytes() == lines(read_only_mount / "f")
 
 
 def test_semanage_entries_delete_the_file_context(tmp_path: Path, fake_tools: FakeTools) -> None:
@@ -210,7 +244,7 @@ def test_semanage_entries_delete_the_file_context(tmp_path: Path, fake_tools: Fa
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(b"semanage\x00/srv/app/a\nsemanage\x00/srv/app/b\n")
 
-    assert replay_cleanup(cleanup) == ()
+    assert replay_cleanup(cleanup) == Replay()
 
     assert fake_tools.calls() == [
         "semanage fcontext -d /srv/app/b",
@@ -226,13 +260,15 @@ def test_failing_semanage_becomes_a_warning(tmp_path: Path, fake_tools: FakeTool
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(b"semanage\x00/srv/a\n")
 
-    assert replay_cleanup(cleanup) == (
+    assert replay_cleanup(cleanup).warnings == (
         (
             "Could not remove the SELinux file context of /srv/a during cleanup: semanage "
             "fcontext -d exited with 1: ValueError: File context for /srv/a is not defined. "
             "Run `semanage fcontext -d /srv/a` by hand; the deployment continues."
         ),
     )
+    # Not retried: after the fix by hand, `semanage fcontext -d` fails ("not defined").
+    assert not cleanup.exists()
 
 
 @pytest.mark.usefixtures("empty_path")
@@ -241,7 +277,7 @@ def test_missing_semanage_during_cleanup_becomes_a_warning(tmp_path: Path) -> No
     cleanup = tmp_path / "dg-cleanup"
     cleanup.write_bytes(b"semanage\x00/srv/a\n")
 
-    assert replay_cleanup(cleanup) == (
+    assert replay_cleanup(cleanup).warnings == (
         (
             "Could not remove the SELinux file context of /srv/a during cleanup: semanage is not "
             "installed. Install policycoreutils-python-utils and run `semanage fcontext -d /srv/a` "

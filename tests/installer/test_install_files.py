@@ -295,12 +295,13 @@ def test_half_failed_install_is_undone_by_the_next_install(
 
 @pytest.mark.root
 def test_unremovable_previous_file_is_a_warning_not_a_failure(host: Host) -> None:
-    """A previous file that cannot be removed (chattr +i) is reported; the install goes on."""
+    """A previous file that cannot be removed (chattr +i) is reported; the install goes on, and
+    the file heads the new cleanup file so the install after it removes it."""
     locked = host.write(host.root / "old" / "locked", "l")
     if subprocess.run(["chattr", "+i", str(locked)], check=False, capture_output=True).returncode:
         pytest.skip("chattr +i is not supported here")
     try:
-        host.cleanup.write_bytes(f"{locked}\n".encode())
+        host.cleanup.write_bytes(f"{locked.parent}\n{locked}\n".encode())
         host.write(host.archive / "new", "n")
         report = host.install(host.appspec(files=(("new", str(host.dest)),)))
     finally:
@@ -309,10 +310,35 @@ def test_unremovable_previous_file_is_a_warning_not_a_failure(host: Host) -> Non
         (
             f"Could not remove {locked} (previous revision's file) during cleanup: Operation not "
             "permitted. Remove it by hand or fix its permissions (lsattr/chattr -i, mount rw); "
-            "the deployment continues."
+            "the deployment continues, and the next deployment tries to remove it again."
         ),
     )
     assert (host.dest / "new").read_text() == "n"
+    assert host.cleanup_text() == f"{locked.parent}\n{locked}\n{host.dest}\n{host.dest}/new\n"
+
+    report = host.install(host.appspec(files=(("new", str(host.dest)),)))
+
+    assert report.cleanup_warnings == ()
+    assert not locked.parent.exists()
+    assert host.cleanup_text() == f"{host.dest}\n{host.dest}/new\n"
+
+
+@pytest.mark.root
+def test_unremovable_previous_file_survives_a_failed_install(host: Host) -> None:
+    """An install that fails after the cleanup (a file collision) still leaves the path it
+    could not remove in the cleanup file for the next install."""
+    locked = host.write(host.root / "old" / "locked", "l")
+    if subprocess.run(["chattr", "+i", str(locked)], check=False, capture_output=True).returncode:
+        pytest.skip("chattr +i is not supported here")
+    try:
+        host.cleanup.write_bytes(f"{locked}\n".encode())
+        host.write(host.archive / "new", "n")
+        host.write(host.dest / "new", "someone else's")
+        with pytest.raises(InstallError, match="a specified file already exists"):
+            host.install(host.appspec(files=(("new", str(host.dest)),)))
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], check=True)
+    assert host.cleanup_text() == f"{locked}\n"
 
 
 def test_missing_source_fails_before_anything_is_written(host: Host) -> None:
