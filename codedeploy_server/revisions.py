@@ -12,36 +12,42 @@
   first gives the agent the object's `Size` and fails the deployment early, with
   `REVISION_MISSING`, when the object does not exist; when HEAD is not allowed (403) the URL is
   still handed out and the agent reports whatever GetObject says.
-- **GitHub** (`gitHubLocation {repository: "owner/repo", commitId}`): passed through as a
-  `GitHubRevision`; the agent fetches the archive with the host's own token (PROTOCOL.md).
+- **Commit sources** (`gitHubLocation {repository, commitId}`): passed through as the
+  `GitHubRevision`, `BitbucketRevision`, `CodeCommitRevision` or `GitRevision` its repository
+  encodes (`owner/repo`, `bitbucket:W/R`, `codecommit:[REGION/]R`, `git+URL`: the table is in
+  api/locations.py); `codecommit:R` gets the server config's `region`. The agent fetches with
+  the host's own credentials (PROTOCOL.md).
+- **A bundle URL** (`String`, `string {content: URL, sha256}`): passed through as a
+  `UrlRevision`; the agent downloads it and checks the SHA-256 before extracting.
 
 `bundleType` comes from the location (`zip`, `tar`, `tgz`); when it is missing it is inferred
-from the key's extension. `YAML`/`JSON` (Lambda/ECS AppSpec files) and the `AppSpecContent` and
-`String` revision types cannot be deployed to servers.
+from the key's extension. `YAML`/`JSON` (Lambda/ECS AppSpec files) and the `AppSpecContent`
+revision type cannot be deployed to servers.
 
 Every refusal is a `RevisionError` carrying the CodeDeploy `ErrorInformation` code the engine
-fails the deployment with (`INVALID_REVISION` or `REVISION_MISSING`).
+fails the deployment with (`INVALID_REVISION` or `REVISION_MISSING`). The API refuses malformed
+locations before they are stored (same parsers, same messages), so INVALID_REVISION here means a
+location written some other way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
-from codedeploy_agent.spec import BundleType, GitHubRevision, Revision, S3Revision
+from codedeploy_agent.spec import BundleType, Revision, S3Revision
+from codedeploy_server.api.errors import InvalidRevisionException
+from codedeploy_server.api.locations import (
+    BUNDLE_EXTENSIONS,
+    REPOSITORY_FORMS,
+    commit_revision,
+    url_revision,
+)
 from codedeploy_server.bundles import BUNDLE_BUCKET, BundleStore, is_sha256
 from codedeploy_server.errors import ServerError
 
 _BUNDLE_TYPES: Final = {"zip": BundleType.ZIP, "tar": BundleType.TAR, "tgz": BundleType.TGZ}
-_EXTENSIONS: Final = (
-    (".tar.gz", BundleType.TGZ),
-    (".tgz", BundleType.TGZ),
-    (".tar", BundleType.TAR),
-    (".zip", BundleType.ZIP),
-)
-_REPOSITORY = re.compile(r"([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)")
 #: SigV4 presigned URLs are valid for at most 7 days.
 MAX_PRESIGN_SECONDS: Final = 7 * 24 * 3600
 
@@ -103,11 +109,25 @@ class RevisionResolver:
                 raise RevisionError(
                     "INVALID_REVISION", "The GitHub revision has no gitHubLocation."
                 )
-            return _github(github)
+            try:
+                return commit_revision(
+                    github.get("repository"), github.get("commitId"), region=self.region or ""
+                )
+            except InvalidRevisionException as err:
+                raise RevisionError("INVALID_REVISION", str(err)) from None
+        if kind == "String":
+            raw = location.get("string")
+            if not isinstance(raw, Mapping):
+                raise RevisionError("INVALID_REVISION", "The String revision has no string.")
+            try:
+                return url_revision(raw.get("content"), raw.get("sha256"))
+            except InvalidRevisionException as err:
+                raise RevisionError("INVALID_REVISION", str(err)) from None
         raise RevisionError(
             "INVALID_REVISION",
             f"Revisions of type {kind} cannot be deployed to servers (EC2/on-premises): use an "
-            "S3 location (or the server's bundle store, `codedeploy push`) or a GitHub location.",
+            "S3 location (or the server's bundle store, `codedeploy push`), a gitHubLocation "
+            f"(repository {REPOSITORY_FORMS}) or a String bundle URL with its sha256.",
         )
 
     async def _s3(self, s3: Mapping[str, Any], *, expires_at: float, now: float) -> S3Revision:
@@ -255,7 +275,7 @@ def _bundle_type(value: object, key: str) -> BundleType:
         )
     if value is None or value == "":
         lowered = key.lower()
-        for extension, kind in _EXTENSIONS:
+        for extension, kind in BUNDLE_EXTENSIONS:
             if lowered.endswith(extension):
                 return kind
         raise RevisionError(
@@ -266,23 +286,6 @@ def _bundle_type(value: object, key: str) -> BundleType:
     raise RevisionError(
         "INVALID_REVISION", f"bundleType must be zip, tar or tgz for servers, not {value!r}."
     )
-
-
-def _github(location: Mapping[str, Any]) -> GitHubRevision:
-    repository = str(location.get("repository") or "")
-    commit = str(location.get("commitId") or "")
-    match = _REPOSITORY.fullmatch(repository)
-    if match is None:
-        raise RevisionError(
-            "INVALID_REVISION",
-            f"gitHubLocation.repository must be 'owner/repository', not {repository!r}.",
-        )
-    if not re.fullmatch(r"[0-9a-fA-F]{7,64}", commit):
-        raise RevisionError(
-            "INVALID_REVISION",
-            f"gitHubLocation.commitId must be a commit SHA, not {commit!r}.",
-        )
-    return GitHubRevision(account=match.group(1), repository=match.group(2), commit_id=commit)
 
 
 __all__ = ["BUNDLE_BUCKET", "Resolver", "RevisionError", "RevisionResolver"]

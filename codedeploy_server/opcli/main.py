@@ -23,7 +23,7 @@ from codedeploy_server.opcli.deploy import DeployOptions, run_deploy
 from codedeploy_server.opcli.errors import AbortedError, CliError, UsageError
 from codedeploy_server.opcli.instances import REGISTRATION_STATUSES, run_instances
 from codedeploy_server.opcli.listing import DEPLOYMENT_STATUSES, run_list
-from codedeploy_server.opcli.locations import github_revision, s3_revision
+from codedeploy_server.opcli.locations import deploy_revision
 from codedeploy_server.opcli.logs import (
     MQTT_ENDPOINT_ENV,
     POLL_INTERVAL,
@@ -194,6 +194,24 @@ def _deploy_arguments(deploy: argparse.ArgumentParser) -> None:
         "--s3-location", metavar="bucket=B,key=K,bundleType=zip[,eTag=E][,version=V]"
     )
     where.add_argument("--github-location", metavar="repository=OWNER/REPO,commitId=SHA")
+    # codedeploy-server's other revision types (opcli/locations.py, README "Revision types").
+    where.add_argument("--github-repository", metavar="OWNER/REPO", help="with --commit-id")
+    where.add_argument("--bitbucket-repository", metavar="WORKSPACE/REPO", help="with --commit-id")
+    where.add_argument(
+        "--codecommit-repository",
+        metavar="[REGION/]REPO",
+        help="with --commit-id (region: the server's unless given)",
+    )
+    where.add_argument(
+        "--git-url",
+        metavar="URL",
+        help="any git remote (https://, ssh://, file:/// on each instance), with --commit-id",
+    )
+    where.add_argument(
+        "--bundle-url", metavar="URL", help="an https:// tar, tgz or zip bundle, with --sha256"
+    )
+    deploy.add_argument("--commit-id", metavar="SHA", help="the commit to deploy")
+    deploy.add_argument("--sha256", metavar="HEX", help="the SHA-256 of --bundle-url's bundle")
     deploy.add_argument("--deployment-config-name")
     deploy.add_argument("--description")
     deploy.add_argument("--file-exists-behavior", choices=FILE_EXISTS_BEHAVIORS)
@@ -259,11 +277,7 @@ def _push(args: argparse.Namespace, clients: Clients, output: Output) -> int:
 
 
 def _deploy(args: argparse.Namespace, clients: Clients, output: Output) -> int:
-    revision = (
-        s3_revision(args.s3_location)
-        if args.s3_location is not None
-        else github_revision(args.github_location)
-    )
+    revision = deploy_revision(vars(args))
     options = DeployOptions(
         application_name=args.application_name,
         deployment_group_name=args.deployment_group_name,

@@ -1,5 +1,5 @@
 """Application revisions through boto3: register, get, list (filters, sorting), batch get, and
-the revision types this server accepts."""
+the revision types this server accepts (the encoded ones: test_revision_types.py)."""
 
 from __future__ import annotations
 
@@ -62,8 +62,9 @@ async def test_unregistered_revision(api: Api) -> None:
             (
                 "Revision type AppSpecContent is for Lambda and Amazon ECS deployments; this "
                 "server deploys to on-premises instances (compute platform Server). Use an S3 "
-                "revision (or `codedeploy push`, which uploads to the server's bundle store) or a "
-                "GitHub revision."
+                "revision (or `codedeploy push`, which uploads to the server's bundle store), a "
+                "gitHubLocation (GitHub, Bitbucket, CodeCommit or any git URL) or a String bundle "
+                "URL with its sha256."
             ),
         ),
         (
@@ -96,7 +97,12 @@ async def test_unregistered_revision(api: Api) -> None:
                 "revisionType": "GitHub",
                 "gitHubLocation": {"repository": "acme", "commitId": "abc1234"},
             },
-            "gitHubLocation.repository must be 'owner/repository', got 'acme'.",
+            (
+                "gitHubLocation.repository must be 'owner/repository' (GitHub), "
+                "'bitbucket:WORKSPACE/REPOSITORY', 'codecommit:REPOSITORY' or "
+                "'codecommit:REGION/REPOSITORY', or 'git+URL' (git+https://, git+ssh://, "
+                "git+file:///), got 'acme'."
+            ),
         ),
         (
             {

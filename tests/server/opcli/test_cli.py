@@ -23,11 +23,12 @@ def test_no_command_is_a_usage_error(cli: CliRunner) -> None:
 
 @pytest.mark.usefixtures("aws_env")
 def test_deploy_needs_a_revision_location(cli: CliRunner) -> None:
-    """`deploy` without --s3-location or --github-location is a usage error."""
+    """`deploy` without a revision location is a usage error listing every source flag."""
     result = cli("deploy", "--application-name", "web", "--deployment-group-name", "prod")
     assert result.status == 2
     assert result.err.endswith(
-        "error: one of the arguments --s3-location --github-location is required\n"
+        "error: one of the arguments --s3-location --github-location --github-repository "
+        "--bitbucket-repository --codecommit-repository --git-url --bundle-url is required\n"
     )
 
 
