@@ -156,10 +156,21 @@ def describe_revision(revision: Mapping[str, Any]) -> str | None:
             f" ({', '.join(extras)})" if extras else ""
         )
     if kind == "GitHub":
+        # The server's other git sources ride in gitHubLocation (README "Revision types").
         github = _map(revision, "gitHubLocation")
-        return f"GitHub {github.get('repository')}@{github.get('commitId')}"
-    if kind in ("AppSpecContent", "String"):
-        content = _map(revision, "appSpecContent" if kind == "AppSpecContent" else "string")
+        repository, commit = str(github.get("repository")), github.get("commitId")
+        for prefix, label in (("bitbucket:", "Bitbucket"), ("codecommit:", "CodeCommit")):
+            if repository.startswith(prefix):
+                return f"{label} {repository.removeprefix(prefix)}@{commit}"
+        if repository.startswith("git+"):
+            return f"git {repository.removeprefix('git+')}@{commit}"
+        return f"GitHub {repository}@{commit}"
+    if kind == "String":
+        # A bundle URL and its sha256 on the Server compute platform.
+        content = _map(revision, "string")
+        return f"{content.get('content')} (sha256 {content.get('sha256')})"
+    if kind == "AppSpecContent":
+        content = _map(revision, "appSpecContent")
         sha = content.get("sha256")
         return f"{kind} (sha256 {sha})" if sha else str(kind)
     return None if kind is None else str(kind)

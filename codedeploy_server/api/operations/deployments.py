@@ -91,7 +91,8 @@ def _checked_options(params: Params) -> dict[str, Any]:
     revision = params.get("revision")
     if not revision:
         raise e.RevisionRequiredException(
-            "The revision was not specified: pass revision (S3 or GitHub location)."
+            "The revision was not specified: pass revision (an S3 or GitHub location, or "
+            "one of the other forms in the README's Revision types)."
         )
     options: dict[str, Any] = {
         "description": check_description(params.get("description")),
