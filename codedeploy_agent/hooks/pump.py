@@ -143,7 +143,10 @@ class OutputPump:
     def _pump(self, splitters: dict[int, _Splitter], open_fds: set[int]) -> None:
         with selectors.DefaultSelector() as selector:
             selector.register(self._wake_r, selectors.EVENT_READ)
-            for fd in open_fds:
+            # stdout first, in `_fds` order, not the set's: when both pipes are already readable
+            # (a quick script), epoll reports them in registration order, and a set's order
+            # follows the fd numbers (stderr first when stdout's fd is 7 mod 8).
+            for fd in self._fds:
                 selector.register(fd, selectors.EVENT_READ)
             while open_fds:
                 for key, _ in selector.select():

@@ -126,6 +126,18 @@ class Clients:
             return FALLBACK_REGION
         return region
 
+    @property
+    def verify(self) -> bool | str:
+        """botocore's `verify`: False with --no-verify-ssl, else the CA bundle of AWS_CA_BUNDLE
+        (or the profile's `ca_bundle`) when one is set, else True (botocore's default trust
+        store). An explicit True would make botocore ignore AWS_CA_BUNDLE."""
+        if not self.settings.verify_ssl:
+            return False
+        with api_errors():
+            # boto3's Session does not expose botocore's config chain (env, then profile).
+            bundle = self.session._session.get_config_variable("ca_bundle")
+        return str(bundle) if bundle else True
+
     def _config(self) -> Any:
         return botocore.config.Config(user_agent_extra=f"codedeploy-cli/{__version__}")
 
@@ -138,7 +150,7 @@ class Clients:
                     "codedeploy",
                     endpoint_url=self.settings.endpoint_url,
                     region_name=self.region,
-                    verify=self.settings.verify_ssl,
+                    verify=self.verify,
                     config=self._config(),
                 )
         client: CodeDeployApi = self._codedeploy
@@ -152,7 +164,7 @@ class Clients:
                 self._s3 = self.session.client(
                     "s3",
                     region_name=self.region,
-                    verify=self.settings.verify_ssl,
+                    verify=self.verify,
                     config=self._config(),
                 )
         client: S3Api = self._s3

@@ -78,7 +78,7 @@ def upload_to_bundle_store(clients: Clients, bundle: Bundle) -> Uploaded:
             "codedeploy",
             clients.region,
         ).add_auth(request)
-        session = URLLib3Session(verify=clients.settings.verify_ssl, timeout=_READ_TIMEOUT)
+        session = URLLib3Session(verify=clients.verify, timeout=_READ_TIMEOUT)
         try:
             response = session.send(request.prepare())
         finally:

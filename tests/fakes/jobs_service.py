@@ -44,6 +44,10 @@ It is the reference the agent is tested against, so it follows the AWS IoT Jobs 
   `queue_job`'s `step_timeout_minutes`) and is replaced, counted from that moment, by every
   update that carries `stepTimeoutInMinutes`; an update without it leaves the running timer
   alone. Either timer expiring sets TIMED_OUT (version + 1) and publishes notify/notify-next.
+- **Clock.** Every `timestamp`, `queuedAt`, `startedAt` and `lastUpdatedAt` comes from the
+  service's clock: the local one plus `clock_offset_seconds` (0 by default; 600 plays a service
+  ten minutes ahead of the host, whose agent then estimates its skew from these timestamps).
+  Timers are not affected.
 - **Service actions** (`cancel_job`, `remove_job`) bump the version like CancelJobExecution;
   cancelling an IN_PROGRESS execution needs `force=True`, as on AWS.
 - **Violations** (`violations`): a request that is not well-formed; an update for an execution
@@ -209,10 +213,6 @@ class _Execution:
         self.step_timer = self.in_progress_timer = None
 
 
-def _now() -> int:
-    return int(time.time())
-
-
 def _as_set(statuses: Statuses) -> frozenset[JobStatus]:
     return frozenset({statuses} if isinstance(statuses, JobStatus) else statuses)
 
@@ -238,6 +238,7 @@ class FakeJobsService:
         time_scale: float = 60.0,
         terminal_update_code: RejectedErrorCode = RejectedErrorCode.TERMINAL_STATE_REACHED,
         ignore_client_tokens: bool = False,
+        clock_offset_seconds: float = 0.0,
         connect_timeout: float = 10.0,
     ) -> None:
         self.broker_host = broker_host
@@ -253,6 +254,8 @@ class FakeJobsService:
         self.terminal_update_code = terminal_update_code
         #: Serve a resent update as a new request, as AWS does (module docstring, Idempotency).
         self.ignore_client_tokens = ignore_client_tokens
+        #: The service's clock minus the local one (module docstring, Clock).
+        self.clock_offset_seconds = clock_offset_seconds
         self.connect_timeout = connect_timeout
         #: Every request received and every reply or notification published, in order.
         self.log: list[tuple[str, Payload]] = []
@@ -279,6 +282,10 @@ class FakeJobsService:
         self._connected = asyncio.Event()
         self._client_id = f"fake-jobs-service-{uuid.uuid4().hex[:12]}"
         self._task: asyncio.Task[None] | None = None
+
+    def _now(self) -> int:
+        """The service's clock, in whole seconds as on AWS: the local one + the offset."""
+        return int(time.time() + self.clock_offset_seconds)
 
     # --- lifetime -------------------------------------------------------------------------
 
@@ -435,7 +442,7 @@ class FakeJobsService:
         response = ErrorResponse(
             code=error.code,
             message=error.message,
-            timestamp=_now(),
+            timestamp=self._now(),
             client_token=token,
             execution_state=error.state if error.code in _STATE_CODES else None,
         )
@@ -522,7 +529,7 @@ class FakeJobsService:
         self, thing: str, topic: str, raw: dict[str, Any], request: StartNextRequest
     ) -> None:
         execution = self._next(thing)
-        now = _now()
+        now = self._now()
         if execution is not None and execution.status is JobStatus.QUEUED:
             before = self._snapshot(thing)
             if "statusDetails" in raw:
@@ -540,7 +547,7 @@ class FakeJobsService:
         pending = self._pending(thing)
         accepted = GetPendingAccepted(
             client_token=request.client_token,
-            timestamp=_now(),
+            timestamp=self._now(),
             in_progress_jobs=[e.summary() for e in pending if e.status is JobStatus.IN_PROGRESS],
             queued_jobs=[e.summary() for e in pending if e.status is JobStatus.QUEUED],
         )
@@ -559,7 +566,7 @@ class FakeJobsService:
         include = request.include_job_document is not False
         accepted = DescribeAccepted(
             client_token=request.client_token,
-            timestamp=_now(),
+            timestamp=self._now(),
             execution=execution.message(document=include),
         )
         if self._reply(f"{topic}/accepted", encode(accepted)) and execution.status.stops_execution:
@@ -637,7 +644,7 @@ class FakeJobsService:
     ) -> None:
         thing = execution.thing
         before = self._snapshot(thing)
-        now = _now()
+        now = self._now()
         if execution.status is JobStatus.QUEUED:
             # Started by the update itself: startedAt and the job's timers, like start-next.
             self._start(execution, now, request.step_timeout_in_minutes, bump=False)
@@ -699,7 +706,7 @@ class FakeJobsService:
         pending_before, next_before = before
         pending = self._pending(thing)
         topics = JobsTopics(self.topic_root, thing)
-        now = _now()
+        now = self._now()
         if frozenset(e.key for e in pending) != pending_before:
             jobs: dict[str, list[Any]] = {}
             for status in (JobStatus.IN_PROGRESS, JobStatus.QUEUED):
@@ -763,7 +770,7 @@ class FakeJobsService:
         if details is not None:
             execution.status_details = dict(details)
         execution.version += 1
-        execution.last_updated_at = _now()
+        execution.last_updated_at = self._now()
         execution.stop_timers()
         self._publish_changes(execution.thing, before)
         self._notify_change()
@@ -789,7 +796,7 @@ class FakeJobsService:
             raise ValueError(f"{thing} already has a pending execution of {job_id}")
         before = self._snapshot(thing)
         self._execution_counter += 1
-        now = _now()
+        now = self._now()
         executions.append(
             _Execution(
                 thing=thing,
