@@ -1,13 +1,14 @@
 """Git revisions: one commit of any git remote, checked out as a directory bundle.
 
 The system `git` (`git.executable`) runs as argv lists, never through a shell, in a sandbox
-under `<deployment>/git-checkout/`: a private HOME and global config (no system or user config,
-no credential helpers or hooks of the host), `protocol.allow=never` except for the one transport
-the URL uses (`ext::` never; `file` only for a file:// URL or path the job names), `LC_ALL=C` so
-messages can be classified, no terminal prompts, and only PATH and the CA-bundle variables of
-the agent's environment (SSL_CERT_FILE / SSL_CERT_DIR also become GIT_SSL_CAINFO /
-GIT_SSL_CAPATH unless those are set: git built on GnuTLS reads only its own). The proxy is
-chosen per URL by `proxy.proxy_for`, as for downloads.
+under `<deployment>/git-checkout/`: a private HOME and global config (no system or user git
+config, no credential helpers or hooks of the host; ssh still reads its own system and user
+config, so `ssh_command` pins what matters on its command line), `protocol.allow=never` except
+for the one transport the URL uses (`ext::` never; `file` only for a file:// URL or path the
+job names), `LC_ALL=C` so messages can be classified, no terminal prompts, and only PATH and the
+CA-bundle variables of the agent's environment (SSL_CERT_FILE / SSL_CERT_DIR also become
+GIT_SSL_CAINFO / GIT_SSL_CAPATH unless those are set: git built on GnuTLS reads only its own).
+The proxy is chosen per URL by `proxy.proxy_for`, as for downloads.
 
 Credentials never reach a command line (`ps` shows argv) or a log:
 - https/http: a credential helper in the sandbox reads the user name and password from the git
@@ -286,11 +287,17 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None]:
 
 
 def ssh_command(config: AgentConfig) -> str:
-    """`GIT_SSH_COMMAND`: batch mode (no prompts), the configured key and known_hosts file."""
+    """`GIT_SSH_COMMAND`: batch mode (no prompts), unknown host keys refused, the configured key
+    and known_hosts file.
+
+    StrictHostKeyChecking=yes on the command line wins over /etc/ssh/ssh_config(.d) and the
+    agent user's ~/.ssh/config, which ssh reads whatever HOME says: an `accept-new` or `no`
+    there must not make the agent trust a host it has never seen.
+    """
     argv = ["ssh"]
     if config.git.ssh_key_file is not None:
         argv += ["-i", str(config.git.ssh_key_file), "-o", "IdentitiesOnly=yes"]
-    argv += ["-o", "BatchMode=yes"]
+    argv += ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
     if config.git.ssh_known_hosts_file is not None:
         argv += ["-o", f"UserKnownHostsFile={config.git.ssh_known_hosts_file}"]
     return shlex.join(argv)

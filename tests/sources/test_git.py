@@ -1,6 +1,5 @@
 """Git revisions against real remotes on this machine: `git http-backend` on 127.0.0.1 and
-file:// repositories. ssh remotes cannot be served here (no sshd), so for ssh only the
-`GIT_SSH_COMMAND` construction is tested."""
+file:// repositories (ssh remotes against a private sshd: test_git_ssh.py)."""
 
 from __future__ import annotations
 
@@ -606,10 +605,8 @@ def test_split_userinfo() -> None:
 
 
 def test_ssh_command_uses_the_key_in_batch_mode(tmp_path: Path) -> None:
-    """GIT_SSH_COMMAND names the key (shell-quoted), only that key, no prompts, known_hosts.
-
-    There is no sshd on this machine, so ssh remotes are tested through this command only.
-    """
+    """GIT_SSH_COMMAND names the key (shell-quoted), only that key, no prompts, unknown host
+    keys refused, known_hosts (real clones over ssh: test_git_ssh.py)."""
     config = make_config(
         tmp_path,
         ssh_key_file=Path("/etc/codedeploy agent/deploy key"),
@@ -617,6 +614,6 @@ def test_ssh_command_uses_the_key_in_batch_mode(tmp_path: Path) -> None:
     )
     assert ssh_command(config) == (
         "ssh -i '/etc/codedeploy agent/deploy key' -o IdentitiesOnly=yes -o BatchMode=yes "
-        "-o UserKnownHostsFile=/etc/codedeploy-agent/known_hosts"
+        "-o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/codedeploy-agent/known_hosts"
     )
-    assert ssh_command(make_config(tmp_path)) == "ssh -o BatchMode=yes"
+    assert ssh_command(make_config(tmp_path)) == "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes"
