@@ -4,8 +4,11 @@ Without `--follow`: the tails of the script logs the agents reported with each l
 (`diagnostics.logTail`, up to the last 1,024 characters per event), one block per instance and
 event:
 
-    ==> host-1 ApplicationStart (Succeeded) <==
-    [stdout]starting
+    ==> host-1 ValidateService (Failed) <==
+    [stderr]no answer on port 8080
+
+The agents (codedeploy-agent, and AWS's own) send a tail only with an event that failed, so a
+deployment that succeeded has none: the whole output stays in each host's scripts.log.
 
 With `--follow`, those tails first, then the live lines the agents publish on MQTT
 (`{events_topic_root}/{thing}/logs/{deploymentId}`, QoS 0; PROTOCOL.md), printed as `<instance>
@@ -125,8 +128,15 @@ def run_logs(
     """Print the script log tails of the deployment (of one instance with `instance`)."""
     snapshot = fetch_snapshot(api, deployment_id)
     lines = tail_lines(_select(snapshot.targets, instance, deployment_id))
-    if not lines:
+    if not lines and not snapshot.deployment.terminal:
         output.note(f"No script output reported for {deployment_id} yet.")
+    elif not lines:
+        # Not "yet": nothing more will come, and an operator should not wait for it.
+        output.note(
+            f"No script output reported for {deployment_id}: agents report a script's output "
+            "only when its lifecycle event fails. Each host keeps all of it in "
+            f"<deployment root>/<deployment group id>/{deployment_id}/logs/scripts.log."
+        )
     output.lines(lines)
     return 0
 

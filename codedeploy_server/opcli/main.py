@@ -46,8 +46,10 @@ _EPILOG: Final = (
 )
 
 _LOGS_EPILOG: Final = (
-    "Without --follow, the log tails come from the API (the last 1,024 characters of each "
-    "lifecycle event's script output, as the agents report them). --follow also subscribes to "
+    "Without --follow, the log tails come from the API: the last 1,024 characters of the "
+    "script output of each failed lifecycle event, as the agents report them (as in CodeDeploy, "
+    "succeeded events report none; each host keeps everything in its deployment's "
+    "logs/scripts.log). --follow also subscribes to "
     "the live log topic the agents publish on ({events_topic_root}/{instance}/logs/{deployment "
     "id}): it needs network access to the MQTT broker the agents use, and a login the broker "
     "accepts (--mqtt-username/--mqtt-password, or a client certificate for mqtts://). Live "
