@@ -37,7 +37,10 @@ def outbox_requests(agent: Agent) -> list[dict[str, object]]:
     """The update requests waiting in the agent's outbox, oldest first."""
     requests = []
     for path in sorted((agent.state_dir / "outbox").glob("*.json")):
-        record = json.loads(path.read_text())
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue  # accepted and removed by the running agent since the listing
         requests.append(json.loads(record["request"]))
     return requests
 
@@ -191,12 +194,17 @@ def update_tokens(service: FakeJobsService) -> list[str]:
 
 
 def assert_delivered_once(agent: Agent, service: FakeJobsService, queued: dict[str, int]) -> None:
-    """Every event was reported once; each queued update was sent exactly once more."""
+    """Every event was applied once, the job ended SUCCEEDED, and the outbox emptied.
+
+    Not "each queued update was received exactly once more": MQTT QoS 1 is at-least-once on
+    each leg (the broker may hand the service an update it took before stopping as well as the
+    agent's resend), and an update answered with VersionMismatch is retried under a new
+    clientToken. What must hold is that the service applied each outcome once.
+    """
     assert [e for e, _ in events_reported(service, "job-o")] == IN_PLACE
     received = update_tokens(service)
-    assert {token: received.count(token) - before for token, before in queued.items()} == (
-        dict.fromkeys(queued, 1)
-    )
+    final = list(queued)[-1]  # the SUCCEEDED update (run_job_offline checks it is last)
+    assert received.count(final) > queued[final], "the SUCCEEDED update was never resent"
     wait_until(lambda: outbox_requests(agent) == [], "the outbox was never emptied", agent)
     assert service.violations == []
 
@@ -209,7 +217,7 @@ async def test_updates_queued_while_the_broker_is_down_are_sent_once(
     tmp_path: Path,
 ) -> None:
     """The broker stops while a hook runs and the job ends offline: once the broker is back,
-    every queued update is delivered exactly once and the job is SUCCEEDED."""
+    every queued update is delivered and applied once, and the job is SUCCEEDED."""
     tokens = await run_job_offline(agent, service, broker, keys, tmp_path)
     await asyncio.to_thread(broker.start)
     await service.wait_for_status(THING, "job-o", {JobStatus.SUCCEEDED}, timeout=60)
@@ -223,8 +231,8 @@ async def test_outbox_survives_sigkill(
     keys: tuple[Path, Path],
     tmp_path: Path,
 ) -> None:
-    """SIGKILL with updates waiting in the outbox: the restarted agent delivers them, once each,
-    and reports no FailedAfterRestart (the job had ended)."""
+    """SIGKILL with updates waiting in the outbox: the restarted agent delivers them (each
+    applied once) and reports no FailedAfterRestart (the job had ended)."""
     tokens = await run_job_offline(agent, service, broker, keys, tmp_path)
     agent.kill()
     assert [str(r["clientToken"]) for r in outbox_requests(agent)] == list(tokens)
