@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import psutil
 import pytest
 
+from codedeploy_agent.host.layout import DeploymentDir
+
 _HTTP_BACKEND: Final = "/usr/lib/git-core/git-http-backend"
 #: A fixed identity and dates: the same content always gives the same commit ids.
 _GIT_ENV: Final = {
@@ -393,3 +395,25 @@ class CommandLines:
     def containing(self, text: str) -> list[str]:
         """The command lines seen that contain `text`."""
         return sorted(line for line in self.seen if text in line)
+
+
+# --- shared by the git source tests ------------------------------------------------------
+
+
+def make_deployment(tmp_path: Path) -> DeploymentDir:
+    """A fresh deployment directory, as the executor creates it."""
+    deployment = DeploymentDir(tmp_path / "root" / "dg-1" / "d-1")
+    deployment.path.mkdir(parents=True)
+    return deployment
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every file under `root`: its content, or `-> target` for a symbolic link."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        name = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            found[name] = f"-> {path.readlink()}"
+        elif path.is_file():
+            found[name] = path.read_text()
+    return found

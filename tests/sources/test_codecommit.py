@@ -22,7 +22,6 @@ from structlog.testing import capture_logs
 
 from codedeploy_agent.config import AgentConfig, ClockSettings, GitSettings, load_config
 from codedeploy_agent.errors import BundleError, ConfigError
-from codedeploy_agent.host.layout import DeploymentDir
 from codedeploy_agent.sources.codecommit import (
     AwsCredentials,
     codecommit_git_credentials,
@@ -30,7 +29,13 @@ from codedeploy_agent.sources.codecommit import (
     fetch_codecommit,
 )
 from codedeploy_agent.spec import CodeCommitRevision
-from tests.sources.git_server import GitHttpServer, Repository, make_repository
+from tests.sources.git_server import (
+    GitHttpServer,
+    Repository,
+    make_deployment,
+    make_repository,
+    tree,
+)
 
 REGION = "eu-west-3"
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -146,25 +151,6 @@ def make_config(tmp_path: Path, server: GitHttpServer, **git: object) -> AgentCo
         clock=ClockSettings(ntp_servers=()),
         on_premises_config_file=tmp_path / "no-onprem.yml",
     )
-
-
-def make_deployment(tmp_path: Path) -> DeploymentDir:
-    """A fresh deployment directory."""
-    deployment = DeploymentDir(tmp_path / "root" / "dg-1" / "d-1")
-    deployment.path.mkdir(parents=True)
-    return deployment
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every file under `root`: its content, or `-> target` for a symbolic link."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        name = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            found[name] = f"-> {path.readlink()}"
-        elif path.is_file():
-            found[name] = path.read_text()
-    return found
 
 
 # ---------------------------------------------------------------------------------------------

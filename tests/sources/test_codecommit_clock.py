@@ -20,7 +20,7 @@ from codedeploy_agent.sources import aws
 from codedeploy_agent.sources.codecommit import fetch_codecommit
 from codedeploy_agent.spec import CodeCommitRevision
 from tests.fakes.ntp import FakeNtpServer
-from tests.sources.git_server import GitHttpServer, Repository
+from tests.sources.git_server import GitHttpServer, Repository, make_deployment, tree
 from tests.sources.test_codecommit import (
     KEY_ID,
     REGION,
@@ -31,8 +31,6 @@ from tests.sources.test_codecommit import (
     codecommit_root,
     host_credentials,
     make_config,
-    make_deployment,
-    tree,
 )
 
 __all__ = ["codecommit", "codecommit_root", "host_credentials"]  # fixtures, imported for pytest

@@ -17,7 +17,6 @@ from structlog.testing import capture_logs
 
 from codedeploy_agent.config import AgentConfig, ClockSettings, GitSettings
 from codedeploy_agent.errors import ArchiveError, BundleError
-from codedeploy_agent.host.layout import DeploymentDir
 from codedeploy_agent.sources.git import fetch_git, split_userinfo, ssh_command, url_transport
 from codedeploy_agent.spec import GitRevision
 from tests.sources.conftest import LocalProxy
@@ -27,8 +26,10 @@ from tests.sources.git_server import (
     GitRepos,
     git_repos,
     git_server,
+    make_deployment,
     make_one_commit_repository,
     recording_git,
+    tree,
 )
 
 __all__ = ["git_repos", "git_server"]  # fixtures, imported for pytest
@@ -49,25 +50,6 @@ def make_config(tmp_path: Path, **git: object) -> AgentConfig:
     return AgentConfig(
         root_dir=tmp_path / "root", git=settings, clock=ClockSettings(ntp_servers=())
     )
-
-
-def make_deployment(tmp_path: Path) -> DeploymentDir:
-    """A fresh deployment directory, as the executor creates it."""
-    deployment = DeploymentDir(tmp_path / "root" / "dg-1" / "d-1")
-    deployment.path.mkdir(parents=True)
-    return deployment
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every file under `root`: its content, or `-> target` for a symbolic link."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        name = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            found[name] = f"-> {path.readlink()}"
-        elif path.is_file():
-            found[name] = path.read_text()
-    return found
 
 
 def names(folder: Path) -> list[str]:

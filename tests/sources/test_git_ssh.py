@@ -17,12 +17,11 @@ from structlog.testing import capture_logs
 from codedeploy_agent.config import AgentConfig, ClockSettings, GitSettings
 from codedeploy_agent.errors import BundleError
 from codedeploy_agent.executor import DeploymentExecutor
-from codedeploy_agent.host.layout import DeploymentDir
 from codedeploy_agent.sources.git import fetch_git
 from codedeploy_agent.sources.redact import MASK
 from codedeploy_agent.spec import DeploymentSpec, GitRevision
 from tests.fakes.bundles import write_bundle
-from tests.sources.git_server import git
+from tests.sources.git_server import git, make_deployment
 from tests.sources.ssh_server import SshGitServer, fingerprint, keygen, public_key, ssh_server
 
 __all__ = ["ssh_server"]  # the fixture, imported for pytest
@@ -82,13 +81,6 @@ def make_config(tmp_path: Path, key: Path, known: Path) -> AgentConfig:
         git=git_settings,
         clock=ClockSettings(ntp_servers=()),
     )
-
-
-def make_deployment(tmp_path: Path) -> DeploymentDir:
-    """A fresh deployment directory, as the executor creates it."""
-    deployment = DeploymentDir(tmp_path / "root" / "dg-1" / "d-1")
-    deployment.path.mkdir(parents=True)
-    return deployment
 
 
 async def test_deploys_the_pinned_commit_over_ssh(

@@ -18,13 +18,19 @@ import pytest
 
 from codedeploy_agent.config import AgentConfig, ClockSettings, GitSettings
 from codedeploy_agent.errors import BundleError
-from codedeploy_agent.host.layout import DeploymentDir
 from codedeploy_agent.sources.codecommit import fetch_codecommit
 from codedeploy_agent.sources.git import fetch_git
 from codedeploy_agent.spec import CodeCommitRevision, GitRevision
 from tests.fakes.brokers import make_test_pki
 from tests.sources.conftest import TestCA as CertificateAuthority
-from tests.sources.git_server import GitHttpServer, GitRepos, Repository, git_repos
+from tests.sources.git_server import (
+    GitHttpServer,
+    GitRepos,
+    Repository,
+    git_repos,
+    make_deployment,
+    tree,
+)
 from tests.sources.test_codecommit import (
     KEY_ID,
     REGION,
@@ -86,25 +92,6 @@ def make_config(tmp_path: Path, **git: object) -> AgentConfig:
         clock=ClockSettings(ntp_servers=()),
         on_premises_config_file=tmp_path / "no-onprem.yml",
     )
-
-
-def make_deployment(tmp_path: Path) -> DeploymentDir:
-    """A fresh deployment directory."""
-    deployment = DeploymentDir(tmp_path / "root" / "dg-1" / "d-1")
-    deployment.path.mkdir(parents=True)
-    return deployment
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every file under `root`: its content, or `-> target` for a symbolic link."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        name = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            found[name] = f"-> {path.readlink()}"
-        elif path.is_file():
-            found[name] = path.read_text()
-    return found
 
 
 def ca_directory(tmp_path: Path, ca_file: Path) -> Path:
