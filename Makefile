@@ -45,6 +45,7 @@ bench: venv
 	$(BIN)/python bench/dispatch.py --jobs 30
 	$(BIN)/python bench/download.py
 	$(BIN)/python bench/fleet.py
+	$(BIN)/python bench/memory_growth.py
 
 # dist/codedeploy-agent_<version>-<release>_<arch>.deb and dist/codedeploy-agent-<version>-<release>.<arch>.rpm
 # (packaging/build.py; RELEASE=2 numbers a rebuild of the same version, an upgrade for apt/dnf).
